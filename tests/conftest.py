@@ -1,0 +1,60 @@
+"""Shared test fixtures.
+
+Golden files: outputs of the original PyTorch networks, kept beside the repo in ../shared/golden (or
+$TRANSLATE_GOLDEN_DIR). A user's clone has none, so parity tests skip with a reason there; in CI
+(CI=true, as .ci/run is run) or with TRANSLATE_REQUIRE_GOLDEN=1 a missing file fails the test instead.
+"""
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GOLDEN_DIR = pathlib.Path(os.environ.get("TRANSLATE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+
+
+def golden_required() -> bool:
+  return (os.environ.get("TRANSLATE_REQUIRE_GOLDEN", "") == "1"
+          or os.environ.get("CI", "").lower() in ("1", "true", "yes"))
+
+
+@pytest.fixture
+def golden():
+  """`golden(name)` -> dict of arrays from GOLDEN_DIR/name (plus `meta` parsed from meta_json)."""
+
+  def load(name: str) -> dict:
+    path = GOLDEN_DIR / name
+    if not path.exists():
+      reason = f"golden file {path} not found (it lives in ../shared/golden beside the repo)"
+      if golden_required():
+        pytest.fail(reason + "; CI requires it")
+      pytest.skip(reason)
+    with np.load(path, allow_pickle=False) as data:
+      out = {k: data[k] for k in data.files}
+    if "meta_json" in out:
+      out["meta"] = json.loads(str(out["meta_json"]))
+    return out
+
+  return load
+
+
+@pytest.fixture
+def golden_state_dict(golden):
+  """`golden_state_dict(name)` -> (state dict in torch key order, the whole golden dict)."""
+
+  def load(name: str):
+    g = golden(name)
+    keys = [str(k) for k in g["meta_state_dict_keys"]]
+    return {k: g[k] for k in keys}, g
+
+  return load
+
+
+def nchw_to_nhwc(x):
+  return np.transpose(x, (0, 2, 3, 1))
+
+
+def nhwc_to_nchw(x):
+  return np.transpose(np.asarray(x), (0, 3, 1, 2))

@@ -1,0 +1,524 @@
+"""Layers shared by every network, NHWC, with the semantics of the PyTorch reference code.
+
+Conventions (the converter in `translate.convert` relies on them):
+  * Convolution kernels are HWIO (`kernel`), biases `bias`. Transposed convolutions store the kernel in
+    *correlation* form (spatially flipped, HWIO with I = input channels), so the forward pass is one
+    dilated convolution that reproduces torch's `ConvTranspose2d(k, s, padding, output_padding)` exactly.
+  * Normalisation affine parameters are `scale` and `bias`; running statistics live in the
+    `batch_stats` collection as `mean` and `var`.
+  * Spectral-norm power-iteration vectors live in their own collection, `spectral`, as `u` (out,) and
+    `v` (in*kh*kw,) in torch's order, so a torch `weight_u`/`weight_v` pair is copied as is.
+  * AdaLIN/ILN `rho` parameters are named `rho`; `clip_rho` clamps every one of them to [0, 1].
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Literal, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+PaddingMode = Literal["zeros", "reflect", "replicate"]
+
+TORCH_EPS = 1e-5  # eps of torch's BatchNorm/InstanceNorm, inside sqrt(var + eps)
+SPECTRAL = "spectral"  # collection holding spectral-norm power-iteration vectors
+
+
+# ----------------------------------------------------------------------------------------------------
+# Weight initialisation (CycleGAN's `init_weights`: normal / xavier / kaiming / orthogonal)
+# ----------------------------------------------------------------------------------------------------
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal", "default")
+
+
+def kernel_init(init_type: str = "normal", gain: float = 0.02) -> Initializer:
+  """Initialiser for conv/dense kernels, as the CycleGAN/pix2pix `init_weights(net, init_type, gain)`.
+
+  `normal`: N(0, gain); `xavier`: xavier_normal with `gain`; `kaiming`: kaiming_normal (a=0, fan_in);
+  `orthogonal`: orthogonal with `gain`; `default`: torch's own default for Conv/Linear
+  (kaiming_uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+  Fan-in/fan-out are computed from HWIO/IO shapes exactly as torch computes them from OIHW/OI.
+  """
+  if init_type == "normal":
+    return jax.nn.initializers.normal(stddev=gain)
+  if init_type == "xavier":
+    return jax.nn.initializers.variance_scaling(gain**2, "fan_avg", "normal")
+  if init_type == "kaiming":
+    return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+  if init_type == "orthogonal":
+    return jax.nn.initializers.orthogonal(scale=gain)
+  if init_type == "default":
+    return jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+  raise ValueError(f"Unknown init_type {init_type!r}; expected one of {INIT_TYPES}.")
+
+
+def norm_scale_init(init_type: str = "normal", gain: float = 0.02) -> Initializer:
+  """BatchNorm weight init of `init_weights`: N(1, gain) for the normal family, ones otherwise."""
+  if init_type == "default":
+    return jax.nn.initializers.ones
+
+  def init(key, shape, dtype=jnp.float32):
+    return 1.0 + gain * jax.random.normal(key, shape, dtype)
+
+  return init
+
+
+zeros = jax.nn.initializers.zeros
+
+
+# ----------------------------------------------------------------------------------------------------
+# Padding and convolutions
+# ----------------------------------------------------------------------------------------------------
+def pad2d(x: Array, pad: int | tuple[int, int, int, int], mode: PaddingMode = "zeros") -> Array:
+  """Pads H and W of an NHWC array. `pad` is p or (top, bottom, left, right).
+
+  `reflect` equals torch's ReflectionPad2d (edge not repeated), `replicate` ReplicationPad2d.
+  """
+  if isinstance(pad, int):
+    pad = (pad, pad, pad, pad)
+  top, bottom, left, right = pad
+  if not any(pad):
+    return x
+  widths = ((0, 0), (top, bottom), (left, right), (0, 0))
+  if mode == "zeros":
+    return jnp.pad(x, widths)
+  if mode == "reflect":
+    if max(top, bottom) >= x.shape[1] or max(left, right) >= x.shape[2]:
+      raise ValueError(
+          f"Reflection padding {pad} needs a larger input than {x.shape[1]}x{x.shape[2]} "
+          "(the image is too small for this network).")
+    return jnp.pad(x, widths, mode="reflect")
+  if mode == "replicate":
+    return jnp.pad(x, widths, mode="edge")
+  raise ValueError(f"Unknown padding mode {mode!r}; expected 'zeros', 'reflect' or 'replicate'.")
+
+
+def _conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0)),
+          lhs_dilation: int = 1) -> Array:
+  return lax.conv_general_dilated(
+      x, kernel.astype(x.dtype), window_strides=(stride, stride), padding=padding,
+      lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class SpectralNorm(nn.Module):
+  """Spectral normalisation of a weight, as `torch.nn.utils.spectral_norm` (the hook API).
+
+  Call it with the raw weight; it returns `weight / sigma` with `sigma = u . (W v)`, where W is the
+  weight as torch's `(out, -1)` matrix. With `update_stats=True` (training) it first runs
+  `n_power_iterations` steps of power iteration and stores the new `u`, `v` in the `spectral`
+  collection (when that collection is mutable); with `update_stats=False` (inference) it uses the stored
+  vectors exactly as they are, like torch in eval mode. The vectors never receive gradients.
+
+  `layout` says how to read the weight as torch's matrix: 'hwio' for our conv kernels,
+  'io' for our dense kernels.
+  """
+  n_power_iterations: int = 1
+  eps: float = 1e-12
+  layout: Literal["hwio", "io"] = "hwio"
+
+  @nn.compact
+  def __call__(self, weight: Array, update_stats: bool = False) -> Array:
+    if self.layout == "hwio":  # (kh, kw, in, out) -> torch (out, in*kh*kw) with (in, kh, kw) order
+      matrix = jnp.transpose(weight, (3, 2, 0, 1)).reshape(weight.shape[-1], -1)
+    elif self.layout == "io":
+      matrix = weight.T
+    else:
+      raise ValueError(f"Unknown spectral-norm layout {self.layout!r}.")
+    n_out, n_in = matrix.shape
+
+    def normalize(vec):
+      return vec / jnp.maximum(jnp.linalg.norm(vec), self.eps)
+
+    u_var = self.variable(SPECTRAL, "u", lambda: normalize(
+        jax.random.normal(self.make_rng("params"), (n_out,), jnp.float32)))
+    v_var = self.variable(SPECTRAL, "v", lambda: normalize(
+        jax.random.normal(self.make_rng("params"), (n_in,), jnp.float32)))
+    u, v = u_var.value, v_var.value
+    if update_stats and not self.is_initializing():
+      w = lax.stop_gradient(matrix).astype(jnp.float32)
+      for _ in range(self.n_power_iterations):
+        v = normalize(w.T @ u)
+        u = normalize(w @ v)
+      if self.is_mutable_collection(SPECTRAL):
+        u_var.value, v_var.value = u, v
+    u, v = lax.stop_gradient(u), lax.stop_gradient(v)
+    sigma = jnp.dot(u, matrix.astype(jnp.float32) @ v)
+    return weight / sigma.astype(weight.dtype)
+
+
+class Conv2d(nn.Module):
+  """torch.nn.Conv2d (+ the padding layer in front of it), NHWC.
+
+  `padding_mode='zeros'` pads inside the convolution; 'reflect'/'replicate' pad explicitly first, which
+  is what the reference code's `ReflectionPad2d` + `Conv2d(padding=0)` pairs do.
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  padding_mode: PaddingMode = "zeros"
+  use_bias: bool = True
+  spectral_norm: bool = False
+  kernel_init: Initializer = kernel_init()
+  bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: Array, update_stats: bool = False) -> Array:
+    k = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+    if self.spectral_norm:
+      kernel = SpectralNorm(layout="hwio", name="sn")(kernel, update_stats)
+    if self.padding_mode == "zeros":
+      pads = ((self.padding, self.padding),) * 2
+    else:
+      x = pad2d(x, self.padding, self.padding_mode)
+      pads = ((0, 0), (0, 0))
+    y = _conv(x, kernel, self.stride, pads)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+    return y
+
+
+class ConvTranspose2d(nn.Module):
+  """torch.nn.ConvTranspose2d(k, stride, padding, output_padding), NHWC, exact geometry.
+
+  Output size: (H - 1) * stride - 2 * padding + kernel_size + output_padding. Computed as a convolution
+  of the input dilated by `stride`, padded by (k-1-p, k-1-p+output_padding), with the kernel stored in
+  correlation form (HWIO, spatially flipped relative to torch's (in, out, kh, kw) weight).
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  output_padding: int = 0
+  use_bias: bool = True
+  kernel_init: Initializer = kernel_init()
+  bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    k, p, op = self.kernel_size, self.padding, self.output_padding
+    if op >= self.stride:
+      raise ValueError(f"output_padding ({op}) must be smaller than stride ({self.stride}).")
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+    lo, hi = k - 1 - p, k - 1 - p + op
+    y = _conv(x, kernel, 1, ((lo, hi), (lo, hi)), lhs_dilation=self.stride)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+    return y
+
+
+class Dense(nn.Module):
+  """torch.nn.Linear, optionally spectrally normalised. Kernel is (in, out)."""
+  features: int
+  use_bias: bool = True
+  spectral_norm: bool = False
+  kernel_init: Initializer = kernel_init()
+  bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: Array, update_stats: bool = False) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+    if self.spectral_norm:
+      kernel = SpectralNorm(layout="io", name="sn")(kernel, update_stats)
+    y = x @ kernel.astype(x.dtype)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
+    return y
+
+
+def upsample_nearest(x: Array, factor: int = 2) -> Array:
+  """nn.Upsample(scale_factor=factor, mode='nearest') for NHWC."""
+  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def upsample_bilinear(x: Array, factor: int = 2) -> Array:
+  """Bilinear upsampling with half-pixel centres (torch `align_corners=False`)."""
+  b, h, w, c = x.shape
+  return jax.image.resize(x, (b, h * factor, w * factor, c), method="bilinear", antialias=False)
+
+
+class ResizeConv2d(nn.Module):
+  """Upsample then convolve: the checkerboard-free alternative to a transposed convolution."""
+  features: int
+  kernel_size: int = 3
+  factor: int = 2
+  mode: Literal["nearest", "bilinear"] = "nearest"
+  padding_mode: PaddingMode = "reflect"
+  use_bias: bool = True
+  kernel_init: Initializer = kernel_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    up = upsample_nearest if self.mode == "nearest" else upsample_bilinear
+    x = up(x, self.factor)
+    return Conv2d(self.features, self.kernel_size, 1, self.kernel_size // 2, self.padding_mode,
+                  self.use_bias, kernel_init=self.kernel_init, name="conv")(x)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Normalisations (torch semantics: eps inside the sqrt, biased variance unless said otherwise)
+# ----------------------------------------------------------------------------------------------------
+def _moments(x: Array, axes: Sequence[int], unbiased: bool = False) -> tuple[Array, Array]:
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=axes, keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=axes, keepdims=True)  # two-pass: no cancellation
+  if unbiased:
+    n = 1
+    for a in axes:
+      n *= x.shape[a]
+    var = var * (n / max(n - 1, 1))
+  return mean, var
+
+
+def _normalize(x: Array, mean: Array, var: Array, eps: float) -> Array:
+  return ((x.astype(jnp.float32) - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+class BatchNorm(nn.Module):
+  """torch.nn.BatchNorm2d (affine, tracked running statistics), NHWC or (N, C).
+
+  Training normalises with the batch statistics (over the *global* batch when the batch is sharded over
+  devices, i.e. synchronised BN) and updates the running mean and the *unbiased* running variance with
+  torch's momentum convention (`new = (1 - momentum) * old + momentum * batch`). Inference uses the
+  running statistics.
+  """
+  momentum: float = 0.1
+  eps: float = TORCH_EPS
+  affine: bool = True
+  scale_init: Initializer = jax.nn.initializers.ones
+  bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: Array, use_running_average: bool = False) -> Array:
+    c = x.shape[-1]
+    axes = tuple(range(x.ndim - 1))
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    if use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      mean, var = _moments(x, axes)
+      mean, var = mean.reshape(c), var.reshape(c)
+      # Running statistics move only where the caller lets them (mutable=['batch_stats']).
+      if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+        n = x.size // c
+        m = self.momentum
+        ra_mean.value = (1 - m) * ra_mean.value + m * mean
+        ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
+    y = _normalize(x, mean, var, self.eps)
+    if self.affine:
+      y = y * self.param("scale", self.scale_init, (c,)).astype(y.dtype)
+      y = y + self.param("bias", self.bias_init, (c,)).astype(y.dtype)
+    return y
+
+
+class InstanceNorm(nn.Module):
+  """torch.nn.InstanceNorm2d, NHWC: per-sample, per-channel statistics over H and W.
+
+  `affine`: learnable per-channel scale and bias (torch default False).
+  `track_running_stats`: keep running mean/var in `batch_stats` (torch default False). As in torch,
+  inference (`use_running_average=True`) then normalises with the running statistics, and training
+  updates them with the batch mean of the per-instance mean and unbiased variance.
+  """
+  affine: bool = False
+  track_running_stats: bool = False
+  momentum: float = 0.1
+  eps: float = TORCH_EPS
+  scale_init: Initializer = jax.nn.initializers.ones
+  bias_init: Initializer = zeros
+
+  @nn.compact
+  def __call__(self, x: Array, use_running_average: bool = False) -> Array:
+    c = x.shape[-1]
+    if self.track_running_stats:
+      ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+      ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    if self.track_running_stats and use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      mean, var = _moments(x, (1, 2))
+      if (self.track_running_stats and not self.is_initializing()
+          and self.is_mutable_collection("batch_stats")):
+        n = x.shape[1] * x.shape[2]
+        m = self.momentum
+        ra_mean.value = (1 - m) * ra_mean.value + m * jnp.mean(mean, axis=(0, 1, 2))
+        unbiased = var * (n / max(n - 1, 1))
+        ra_var.value = (1 - m) * ra_var.value + m * jnp.mean(unbiased, axis=(0, 1, 2))
+    y = _normalize(x, mean, var, self.eps)
+    if self.affine:
+      y = y * self.param("scale", self.scale_init, (c,)).astype(y.dtype)
+      y = y + self.param("bias", self.bias_init, (c,)).astype(y.dtype)
+    return y
+
+
+class LayerNorm(nn.Module):
+  """Layer norm of an NHWC feature map over (H, W, C) per sample, with a per-channel affine.
+
+  This is the image LayerNorm of MUNIT/UNIT and the `ln` half of ILN; pass `unbiased=True` for
+  U-GAT-IT's `torch.var` convention. For a plain (N, C) input it normalises over C.
+  """
+  affine: bool = True
+  eps: float = TORCH_EPS
+  unbiased: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c = x.shape[-1]
+    mean, var = _moments(x, tuple(range(1, x.ndim)), self.unbiased)
+    y = _normalize(x, mean, var, self.eps)
+    if self.affine:
+      y = y * self.param("scale", jax.nn.initializers.ones, (c,)).astype(y.dtype)
+      y = y + self.param("bias", zeros, (c,)).astype(y.dtype)
+    return y
+
+
+def _instance_layer_mix(x: Array, rho: Array, eps: float) -> Array:
+  """rho * IN(x) + (1 - rho) * LN(x), with U-GAT-IT's unbiased variances."""
+  in_mean, in_var = _moments(x, (1, 2), unbiased=True)
+  ln_mean, ln_var = _moments(x, (1, 2, 3), unbiased=True)
+  x32 = x.astype(jnp.float32)
+  out_in = (x32 - in_mean) * lax.rsqrt(in_var + eps)
+  out_ln = (x32 - ln_mean) * lax.rsqrt(ln_var + eps)
+  rho = rho.astype(jnp.float32)
+  return rho * out_in + (1.0 - rho) * out_ln
+
+
+class ILN(nn.Module):
+  """Instance-Layer Norm of U-GAT-IT: learnable `rho` (init 0), `scale` (gamma, 1), `bias` (beta, 0)."""
+  eps: float = TORCH_EPS
+  rho_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c = x.shape[-1]
+    rho = self.param("rho", jax.nn.initializers.constant(self.rho_init), (c,))
+    gamma = self.param("scale", jax.nn.initializers.ones, (c,))
+    beta = self.param("bias", zeros, (c,))
+    y = _instance_layer_mix(x, rho, self.eps) * gamma + beta
+    return y.astype(x.dtype)
+
+
+class AdaLIN(nn.Module):
+  """Adaptive Layer-Instance Norm of U-GAT-IT.
+
+  `rho` is learnable, per channel, initialised to 0.9 as in the authors' code (the paper says 1 for the
+  residual blocks); it is not clamped in the forward pass (as in the reference) but `clip_rho` keeps it
+  in [0, 1] after every optimiser update. `gamma` and `beta` are per-sample (B, C) from the caller.
+  """
+  eps: float = TORCH_EPS
+  rho_init: float = 0.9
+
+  @nn.compact
+  def __call__(self, x: Array, gamma: Array, beta: Array) -> Array:
+    c = x.shape[-1]
+    rho = self.param("rho", jax.nn.initializers.constant(self.rho_init), (c,))
+    y = _instance_layer_mix(x, rho, self.eps)
+    y = y * gamma[:, None, None, :].astype(jnp.float32) + beta[:, None, None, :].astype(jnp.float32)
+    return y.astype(x.dtype)
+
+
+class AdaIN(nn.Module):
+  """Adaptive Instance Norm (Huang & Belongie; MUNIT's decoder): IN(x) * gamma + beta, gamma/beta (B, C)."""
+  eps: float = TORCH_EPS
+
+  @nn.compact
+  def __call__(self, x: Array, gamma: Array, beta: Array) -> Array:
+    mean, var = _moments(x, (1, 2))
+    y = (x.astype(jnp.float32) - mean) * lax.rsqrt(var + self.eps)
+    y = y * gamma[:, None, None, :].astype(jnp.float32) + beta[:, None, None, :].astype(jnp.float32)
+    return y.astype(x.dtype)
+
+
+def clip_rho(params: Any) -> Any:
+  """Clamps every `rho` leaf of a parameter tree to [0, 1] (U-GAT-IT's `RhoClipper`)."""
+
+  def clip(path, leaf):
+    name = getattr(path[-1], "key", None)
+    return jnp.clip(leaf, 0.0, 1.0) if name == "rho" else leaf
+
+  return jax.tree_util.tree_map_with_path(clip, params)
+
+
+def get_norm(norm: str, **kwargs) -> Callable[..., nn.Module]:
+  """Norm layer factory by the reference's `--norm` names: instance, batch, none."""
+  if norm == "instance":
+    return functools.partial(InstanceNorm, affine=False, track_running_stats=False, **kwargs)
+  if norm == "batch":
+    return functools.partial(BatchNorm, **kwargs)
+  if norm == "none":
+    return None
+  raise ValueError(f"Unknown norm {norm!r}; expected 'instance', 'batch' or 'none'.")
+
+
+def apply_norm(norm_layer: nn.Module | None, x: Array, train: bool) -> Array:
+  """Applies a norm made by `get_norm`: batch norm uses batch statistics only when training."""
+  if norm_layer is None:
+    return x
+  return norm_layer(x, use_running_average=not train)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Class-activation-map attention (U-GAT-IT)
+# ----------------------------------------------------------------------------------------------------
+class CAMAttention(nn.Module):
+  """CAM attention of U-GAT-IT, for the generator (ReLU) and the discriminator (LeakyReLU 0.2, SN).
+
+  Returns `(features, cam_logit, heatmap)`:
+    cam_logit = [gap_fc(mean_hw(x)), gmp_fc(max_hw(x))]              (B, 2)
+    features  = act(conv1x1([x * w_gap, x * w_gmp]))                 (B, H, W, C)
+    heatmap   = sum_c(features)                                      (B, H, W, 1)
+  The features are weighted with the *raw* fc weights even when the logits use spectrally normalised
+  ones: the reference takes `list(gap_fc.parameters())[0]`, which under spectral norm is `weight_orig`.
+  """
+  spectral_norm: bool = False
+  leaky_slope: float | None = None  # None: ReLU (generator); 0.2 in the discriminators
+  kernel_init: Initializer = kernel_init()
+
+  @nn.compact
+  def __call__(self, x: Array, update_stats: bool = False) -> tuple[Array, Array, Array]:
+    c = x.shape[-1]
+    gap_fc = Dense(1, use_bias=False, spectral_norm=self.spectral_norm,
+                   kernel_init=self.kernel_init, name="gap_fc")
+    gmp_fc = Dense(1, use_bias=False, spectral_norm=self.spectral_norm,
+                   kernel_init=self.kernel_init, name="gmp_fc")
+    gap_logit = gap_fc(jnp.mean(x, axis=(1, 2)), update_stats)
+    gmp_logit = gmp_fc(jnp.max(x, axis=(1, 2)), update_stats)
+    w_gap = gap_fc.variables["params"]["kernel"][:, 0]
+    w_gmp = gmp_fc.variables["params"]["kernel"][:, 0]
+    cam_logit = jnp.concatenate([gap_logit, gmp_logit], axis=-1)
+    weighted = jnp.concatenate([x * w_gap, x * w_gmp], axis=-1)
+    y = Conv2d(c, 1, use_bias=True, kernel_init=self.kernel_init, name="conv1x1")(weighted)
+    y = nn.relu(y) if self.leaky_slope is None else nn.leaky_relu(y, self.leaky_slope)
+    heatmap = jnp.sum(y, axis=-1, keepdims=True)
+    return y, cam_logit, heatmap
+
+
+class ConditionalNorm(nn.Module):
+  """Class-conditional batch/instance norm (as in BigGAN / conditional IN): the norm without affine,
+  followed by a per-class gain and bias. `labels` are int class ids (B,) or one-hot/soft (B, K);
+  the gain is 1 + embedding so that an untrained layer is the plain norm.
+  """
+  num_classes: int
+  norm: Literal["batch", "instance"] = "batch"
+  eps: float = TORCH_EPS
+
+  @nn.compact
+  def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
+    c = x.shape[-1]
+    if self.norm == "batch":
+      y = BatchNorm(affine=False, eps=self.eps, name="norm")(x, use_running_average=not train)
+    elif self.norm == "instance":
+      y = InstanceNorm(affine=False, eps=self.eps, name="norm")(x)
+    else:
+      raise ValueError(f"Unknown conditional norm {self.norm!r}; expected 'batch' or 'instance'.")
+    if labels.ndim == 1:
+      labels = jax.nn.one_hot(labels, self.num_classes, dtype=jnp.float32)
+    if labels.shape[-1] != self.num_classes:
+      raise ValueError(f"labels have {labels.shape[-1]} classes, the layer has {self.num_classes}.")
+    gain = 1.0 + Dense(c, use_bias=False, kernel_init=zeros, name="gain")(labels)
+    bias = Dense(c, use_bias=False, kernel_init=zeros, name="bias")(labels)
+    return y * gain[:, None, None, :].astype(y.dtype) + bias[:, None, None, :].astype(y.dtype)
