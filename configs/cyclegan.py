@@ -1,0 +1,30 @@
+"""CycleGAN (Zhu et al. 2017) with the reference defaults of pytorch-CycleGAN-and-pix2pix.
+
+    python -m translate.train --config=configs/cyclegan.py:horse2zebra --workdir=runs/h2z
+    python -m translate.train --config=configs/cyclegan.py:folder --config.data.path=/data/x2y ...
+    python -m translate.train --config=configs/cyclegan.py:digits --workdir=runs/digits
+
+Presets: the tfds `cycle_gan/*` names (horse2zebra, apple2orange, monet2photo, ...), `folder`
+(trainA/trainB/testA/testB) and `digits` (the embedded default, no download).
+"""
+import ml_collections
+
+from translate import config_base
+
+
+def get_config(arg: str = "horse2zebra") -> ml_collections.ConfigDict:
+  c = config_base.base_config("cyclegan")
+  c.model = ml_collections.ConfigDict(dict(
+      netG="resnet_9blocks", ngf=64, netD="basic", ndf=64, n_layers_D=3, num_D=3,
+      norm="instance", no_dropout=True, init_type="normal", init_gain=0.02, gan_mode="lsgan"))
+  c.loss = ml_collections.ConfigDict(dict(
+      lambda_A=10.0, lambda_B=10.0, lambda_identity=0.5, pool_size=50))
+  config_base.apply_data_preset(c, arg or "horse2zebra", paired=False)
+  if arg == "digits":
+    # Sized to train in minutes on 2 CPU cores at 32x32 (see README).
+    c.model.update(netG="resnet_6blocks", ngf=16, ndf=16, n_layers_D=2)
+    c.batch_size = 16
+    c.optim.update(lr=5e-4, n_epochs=1, n_epochs_decay=1)
+    c.num_train_steps = 600
+    c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 25, 100, 200, 200
+  return c

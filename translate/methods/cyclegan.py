@@ -1,0 +1,143 @@
+"""CycleGAN (Zhu, Park, Isola & Efros 2017): unpaired translation with cycle consistency.
+
+Two generators (G_A: A -> B, G_B: B -> A) share one Adam, two discriminators (D_A judges domain B, D_B
+judges domain A) share another, as in the reference `CycleGANModel`. One step = the reference's
+`optimize_parameters`: the generators' step on the GAN + cycle + identity losses (D frozen), then the
+discriminators' step on real images and on fakes drawn from a 50-image pool.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from translate import losses, networks, training
+
+GROUPS = ("G", "D")
+SAMPLE_ROWS = ("real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B")
+# Each generator maps the direction's input domain to its output domain.
+DIRECTIONS = {"AtoB": "G_A", "BtoA": "G_B"}
+
+
+def build_networks(config) -> dict:
+  m, d = config.model, config.data
+  g = dict(ngf=m.ngf, norm=m.norm, use_dropout=not m.no_dropout, init_type=m.init_type,
+           init_gain=m.init_gain)
+  dk = dict(ndf=m.ndf, n_layers_D=m.n_layers_D, norm=m.norm, init_type=m.init_type,
+            init_gain=m.init_gain, num_D=m.num_D)
+  return {
+      "G_A": networks.define_G(m.netG, output_nc=d.output_nc, **g),
+      "G_B": networks.define_G(m.netG, output_nc=d.input_nc, **g),
+      "D_A": networks.define_D(m.netD, **dk),
+      "D_B": networks.define_D(m.netD, **dk),
+  }
+
+
+def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
+  nets = build_networks(config)
+  a, b = jnp.zeros_like(example_batch["A"][:1]), jnp.zeros_like(example_batch["B"][:1])
+  inputs = {"G_A": a, "G_B": b, "D_A": b, "D_B": a}
+  params, collections = {"G": {}, "D": {}}, {}
+  for name, key in zip(sorted(nets), jax.random.split(rng, len(nets))):
+    params[name[0]][name], collections[name] = training.init_net(nets[name], key, inputs[name])
+  pool = config.loss.pool_size
+  extra = {"pool_A": training.pool_init(pool, a.shape[1:]),  # fakes of domain A, for D_B
+           "pool_B": training.pool_init(pool, b.shape[1:])}
+  return training.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, collections=collections,
+      opt_state={g: optimizers[g].init(params[g]) for g in GROUPS}, extra=extra,
+      rng=jax.random.fold_in(rng, 1))
+
+
+def train_step(config, optimizers, state: training.TrainState, batch):
+  nets = build_networks(config)
+  lo, mode = config.loss, config.model.gan_mode
+  real_A, real_B = batch["A"], batch["B"]
+  rng, *keys = jax.random.split(state.rng, 9)
+  train_stats = ("batch_stats",)
+
+  def g_loss_fn(g_params):
+    cols = dict(state.collections)
+
+    def G(name, x, key):
+      y, cols[name] = training.run_net(nets[name], g_params[name], cols[name], x, train=True,
+                                        update=train_stats, rng=key)
+      return y
+
+    def D(name, x):  # frozen D (no gradient to its params), still in train mode as in the reference
+      y, cols[name] = training.run_net(nets[name], state.params["D"][name], cols[name], x,
+                                        train=True, update=train_stats)
+      return y
+
+    fake_B = G("G_A", real_A, keys[0])
+    rec_A = G("G_B", fake_B, keys[1])
+    fake_A = G("G_B", real_B, keys[2])
+    rec_B = G("G_A", fake_A, keys[3])
+    m = {}
+    if lo.lambda_identity > 0:  # G_A should be the identity on B images, G_B on A images
+      m["loss_idt_A"] = losses.l1_loss(G("G_A", real_B, keys[4]), real_B) * lo.lambda_B * lo.lambda_identity
+      m["loss_idt_B"] = losses.l1_loss(G("G_B", real_A, keys[5]), real_A) * lo.lambda_A * lo.lambda_identity
+    m["loss_G_A"] = losses.gan_loss(D("D_A", fake_B), True, mode, for_discriminator=False)
+    m["loss_G_B"] = losses.gan_loss(D("D_B", fake_A), True, mode, for_discriminator=False)
+    m["loss_cycle_A"] = losses.l1_loss(rec_A, real_A) * lo.lambda_A
+    m["loss_cycle_B"] = losses.l1_loss(rec_B, real_B) * lo.lambda_B
+    loss = sum(m.values())
+    return loss, (m, cols, fake_A, fake_B)
+
+  (loss_G, (metrics, cols, fake_A, fake_B)), g_grads = jax.value_and_grad(
+      g_loss_fn, has_aux=True)(state.params["G"])
+  g_params, g_opt = training.apply_updates(optimizers["G"], state.params["G"], state.opt_state["G"],
+                                           g_grads)
+
+  pool_B, fake_B_for_D = training.pool_query(state.extra["pool_B"], fake_B, keys[6], lo.pool_size)
+  pool_A, fake_A_for_D = training.pool_query(state.extra["pool_A"], fake_A, keys[7], lo.pool_size)
+
+  def d_loss_fn(d_params):
+    d_cols = dict(cols)
+
+    def D(name, x):
+      y, d_cols[name] = training.run_net(nets[name], d_params[name], d_cols[name], x, train=True,
+                                          update=train_stats)
+      return y
+
+    m = {}
+    for d_name, real, fake in (("D_A", real_B, fake_B_for_D), ("D_B", real_A, fake_A_for_D)):
+      loss_real = losses.gan_loss(D(d_name, real), True, mode)
+      loss_fake = losses.gan_loss(D(d_name, jax.lax.stop_gradient(fake)), False, mode)
+      m[f"loss_{d_name}"] = 0.5 * (loss_real + loss_fake)
+    return sum(m.values()), (m, d_cols)
+
+  (loss_D, (d_metrics, cols)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+      state.params["D"])
+  d_params, d_opt = training.apply_updates(optimizers["D"], state.params["D"], state.opt_state["D"],
+                                           d_grads)
+  metrics = {**metrics, **d_metrics, "loss_G": loss_G, "loss_D": loss_D}
+  new_state = state.replace(
+      step=state.step + 1, params={"G": g_params, "D": d_params}, collections=cols,
+      opt_state={"G": g_opt, "D": d_opt}, extra={"pool_A": pool_A, "pool_B": pool_B}, rng=rng)
+  return new_state, metrics
+
+
+def generate(config, state, name: str, images, rng=None):
+  """Runs generator `name` for inference. As the reference test script does without `--eval`, batch
+  norm uses the statistics of the given batch unless `config.eval_mode` (then running statistics, and no
+  dropout); running statistics are never updated here."""
+  net = build_networks(config)[name]
+  train = not config.eval_mode
+  rng = rng if rng is not None else jax.random.PRNGKey(0)
+  y, _ = training.run_net(net, state.params["G"][name], state.collections[name], images,
+                          train=train, rng=rng if train else None)
+  return y
+
+
+def translate(config, state, images, direction: str = "AtoB"):
+  if direction not in DIRECTIONS:
+    raise ValueError(f"Unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}.")
+  return generate(config, state, DIRECTIONS[direction], images)
+
+
+def sample_images(config, state, batch) -> dict:
+  """The reference visuals, in its order: real_A, fake_B, rec_A, real_B, fake_A, rec_B."""
+  fake_B = generate(config, state, "G_A", batch["A"])
+  fake_A = generate(config, state, "G_B", batch["B"])
+  return {"real_A": batch["A"], "fake_B": fake_B, "rec_A": generate(config, state, "G_B", fake_B),
+          "real_B": batch["B"], "fake_A": fake_A, "rec_B": generate(config, state, "G_A", fake_A)}

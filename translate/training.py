@@ -1,0 +1,153 @@
+"""The functional core shared by every GAN method: train state, optimisers, image pool, net application.
+
+A method owns several networks (e.g. CycleGAN's G_A, G_B, D_A, D_B) grouped by optimiser (`G`, `D`).
+Everything that changes during training lives in one `TrainState` pytree, so a train step is a pure
+function `(state, batch) -> (state, metrics)` that the engine jits, shards and checkpoints as a whole:
+parameters, optimiser states, non-parameter collections (batch statistics, spectral-norm vectors),
+method extras such as image pools, the step and the RNG key.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from translate import layers
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict  # group -> net name -> params, e.g. {'G': {'G_A': ..., 'G_B': ...}, 'D': {...}}
+  collections: dict  # net name -> {'batch_stats': ..., 'spectral': ...} (may be empty dicts)
+  opt_state: dict  # group -> optax state
+  extra: dict  # method state that is not learned: image pools, counters
+  rng: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimisers
+# ----------------------------------------------------------------------------------------------------
+def lr_schedule(base_lr: float, steps_per_epoch: int, n_epochs: int, n_epochs_decay: int,
+                policy: str = "linear") -> optax.Schedule:
+  """The reference `linear` policy: `base_lr` for `n_epochs`, then linear decay to zero over
+  `n_epochs_decay` epochs (per step rather than per epoch, so it is smooth and step-exact on resume).
+  `constant` keeps `base_lr`."""
+  if policy == "constant" or n_epochs_decay <= 0:
+    return optax.constant_schedule(base_lr)
+  if policy != "linear":
+    raise ValueError(f"Unknown lr policy {policy!r}; expected 'linear' or 'constant'.")
+  hold = n_epochs * steps_per_epoch
+  decay = max(1, n_epochs_decay * steps_per_epoch)
+  return optax.join_schedules(
+      [optax.constant_schedule(base_lr), optax.linear_schedule(base_lr, 0.0, decay)], [hold])
+
+
+def adam(schedule: optax.Schedule, b1: float = 0.5, b2: float = 0.999, eps: float = 1e-8,
+         weight_decay: float = 0.0) -> optax.GradientTransformation:
+  """torch.optim.Adam: `weight_decay` is an L2 term added to the gradient before the moments (as
+  torch's Adam does, and as U-GAT-IT uses it), not decoupled AdamW decay."""
+  parts = []
+  if weight_decay:
+    parts.append(optax.add_decayed_weights(weight_decay))
+  parts += [optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale_by_learning_rate(schedule)]
+  return optax.chain(*parts)
+
+
+def make_optimizers(optim_config, steps_per_epoch: int, groups=("G", "D")) -> dict:
+  """One Adam per group from `config.optim` (lr, b1, b2, weight_decay, n_epochs, n_epochs_decay,
+  lr_policy; per-group `lr_G`/`lr_D` override `lr` when present and > 0)."""
+  out = {}
+  for group in groups:
+    lr = optim_config.get(f"lr_{group}", 0.0) or optim_config.lr
+    schedule = lr_schedule(lr, steps_per_epoch, optim_config.n_epochs, optim_config.n_epochs_decay,
+                           optim_config.lr_policy)
+    out[group] = adam(schedule, optim_config.b1, optim_config.b2,
+                      weight_decay=optim_config.get("weight_decay", 0.0))
+  return out
+
+
+def apply_updates(optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree,
+                  grads: PyTree) -> tuple[PyTree, PyTree]:
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+# ----------------------------------------------------------------------------------------------------
+# Networks inside a state
+# ----------------------------------------------------------------------------------------------------
+def init_net(module: nn.Module, rng: jax.Array, *args, **kwargs) -> tuple[PyTree, dict]:
+  """Initialises a module; returns (params, other collections)."""
+  variables = flax.core.unfreeze(module.init({"params": rng, "dropout": rng}, *args, **kwargs))
+  params = variables.pop("params")
+  return params, variables
+
+
+def run_net(module: nn.Module, params: PyTree, collections: Mapping, *args,
+            update: tuple[str, ...] = (), rng: jax.Array | None = None, **kwargs):
+  """Applies a module. Collections named in `update` (e.g. 'batch_stats' when training, 'spectral' when
+  the power iteration runs) come back updated; returns (output, collections)."""
+  variables = {"params": params, **collections}
+  mutable = [c for c in update if c in collections]
+  rngs = {"dropout": rng} if rng is not None else None
+  if mutable:
+    out, new = module.apply(variables, *args, mutable=mutable, rngs=rngs, **kwargs)
+    return out, {**collections, **flax.core.unfreeze(new)}
+  return module.apply(variables, *args, rngs=rngs, **kwargs), dict(collections)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Image pool (Shrivastava et al.; CycleGAN's ImagePool), jit-safe
+# ----------------------------------------------------------------------------------------------------
+def pool_init(pool_size: int, image_shape: tuple[int, ...], dtype=jnp.float32) -> dict:
+  return {"images": jnp.zeros((max(pool_size, 1), *image_shape), dtype),
+          "count": jnp.zeros((), jnp.int32)}
+
+
+def pool_query(pool: dict, images: jax.Array, rng: jax.Array, pool_size: int):
+  """CycleGAN's ImagePool.query for a batch, image by image in order: while the pool is not full, each
+  image is stored and returned; afterwards, with probability 1/2 a random stored image is returned and
+  replaced by the new one, otherwise the new image is returned. Returns (pool, images for D)."""
+  if pool_size == 0:
+    return pool, images
+
+  def one(carry, inputs):
+    stored, count = carry
+    image, key = inputs
+    k_coin, k_idx = jax.random.split(key)
+    not_full = count < pool_size
+    swap = jax.random.uniform(k_coin) > 0.5
+    idx = jnp.where(not_full, count, jax.random.randint(k_idx, (), 0, pool_size))
+    old = stored[idx]
+    write = not_full | swap
+    stored = stored.at[idx].set(jnp.where(write, image, old))
+    out = jnp.where(not_full | ~swap, image, old)
+    return (stored, count + not_full.astype(jnp.int32)), out
+
+  keys = jax.random.split(rng, images.shape[0])
+  (stored, count), out = jax.lax.scan(one, (pool["images"], pool["count"]),
+                                      (jax.lax.stop_gradient(images), keys))
+  return {"images": stored, "count": count}, out
+
+
+def clip_rho(params: PyTree) -> PyTree:
+  return layers.clip_rho(params)
+
+
+def count_params(params: PyTree) -> int:
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+
+
+def mean_metrics(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  return {k: jnp.mean(v) for k, v in metrics.items()}
+
+
+def grad_and_aux(loss_fn: Callable, params: PyTree, *args):
+  """(loss, aux), grads of `loss_fn(params, *args) -> (loss, aux)`."""
+  return jax.value_and_grad(loss_fn, has_aux=True)(params, *args)

@@ -1,0 +1,128 @@
+"""Translate images with a trained model.
+
+    python -m translate.translate --workdir=runs/h2z --input=photo.jpg --output=out/ [--direction=AtoB]
+    python -m translate.translate --workdir=runs/h2z --input=folder/ --output=out/ --direction=BtoA
+
+One image or a folder of images (png/jpg/bmp/webp), any size the generator accepts (divisible by 4 for
+ResNet generators, by 2**num_downs for U-Nets), grayscale or RGB: each is converted to the channel count
+of the model's input domain. Outputs are PNGs with the input's base name. As a library:
+`Translator(workdir).translate(images, direction)`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from translate import checkpoint, parallel, train, training
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class Translator:
+  """The generator(s) of the latest checkpoint in a training workdir."""
+
+  def __init__(self, workdir: str, step: int | None = None):
+    self.config = train.load_config(workdir)
+    self.method = train.get_method(self.config.method)
+    ckpt = checkpoint.Checkpointer(workdir, meta={}, async_save=False)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{workdir} holds no checkpoint to translate with.")
+    meta = ckpt.stored_meta(step)
+    if meta.get("method") != self.config.method:
+      raise checkpoint.CheckpointMismatchError(
+          f"{workdir}: the checkpoint is of method {meta.get('method')!r} but config.json says "
+          f"{self.config.method!r}.")
+    example = {k: np.zeros((1, *shape), np.float32) for k, shape in meta["image_shapes"].items()}
+    self.image_shapes = meta["image_shapes"]
+    mesh = parallel.make_mesh(1)
+    optimizers = training.make_optimizers(self.config.optim, 1, self.method.GROUPS)
+    target = jax.eval_shape(
+        lambda: self.method.create_state(self.config, jax.random.PRNGKey(0), optimizers, example))
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)), target)
+    self.state = ckpt.manager.restore(step, args=checkpoint.ocp.args.Composite(
+        state=checkpoint.ocp.args.StandardRestore(target)))["state"]
+    self.step = step
+    ckpt.close()
+    self._fn = jax.jit(functools.partial(self.method.translate, self.config),
+                       static_argnames="direction")
+
+  def channels(self, direction: str) -> int:
+    domain = "A" if direction == "AtoB" else "B"
+    return int(self.image_shapes[domain][-1])
+
+  def translate(self, images: np.ndarray, direction: str = "AtoB") -> np.ndarray:
+    """float images in [-1, 1], NHWC with the input domain's channel count -> translated images."""
+    return np.asarray(self._fn(self.state, jnp.asarray(images, jnp.float32), direction=direction))
+
+
+def read_image(path: str, channels: int) -> np.ndarray:
+  """An image file as float32 (H, W, channels) in [-1, 1]; grayscale <-> RGB converted as needed."""
+  try:
+    with Image.open(path) as img:
+      img.load()
+      mode = img.mode
+      if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise ValueError(f"{path}: {mode} images (16-bit or float) are not supported; save it as 8-bit.")
+      img = img.convert("L" if channels == 1 else "RGB")
+      x = np.asarray(img, np.float32)
+  except (OSError, SyntaxError) as e:
+    raise ValueError(f"{path}: not a readable image ({e}).") from None
+  if x.ndim == 2:
+    x = x[..., None]
+  return x / 127.5 - 1.0
+
+
+def list_inputs(path: str) -> list[str]:
+  if os.path.isdir(path):
+    files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+      raise ValueError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder.")
+    return files
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: no such file or folder.")
+  return [path]
+
+
+def translate_files(workdir: str, input_path: str, output_dir: str, direction: str = "AtoB") -> list[str]:
+  translator = Translator(workdir)
+  channels = translator.channels(direction)
+  os.makedirs(output_dir, exist_ok=True)
+  written = []
+  for path in list_inputs(input_path):
+    x = read_image(path, channels)
+    h, w = x.shape[:2]
+    if h % 4 or w % 4:
+      raise ValueError(f"{path}: size {w}x{h} is not divisible by 4, which the generator needs; "
+                       f"crop or resize it first.")
+    y = translator.translate(x[None], direction)[0]
+    y = np.clip((y + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    out = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
+    Image.fromarray(y[..., 0] if y.shape[-1] == 1 else y).save(out)
+    written.append(out)
+  return written
+
+
+def main(argv):
+  from absl import flags
+  del argv
+  FLAGS = flags.FLAGS
+  written = translate_files(FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.direction)
+  print(f"Wrote {len(written)} image(s) to {FLAGS.output}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints).")
+  flags.DEFINE_string("input", None, "An image file or a folder of images.")
+  flags.DEFINE_string("output", None, "Output folder for the translated PNGs.")
+  flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "Which generator to use.")
+  flags.mark_flags_as_required(["workdir", "input", "output"])
+  app.run(main)
