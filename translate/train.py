@@ -243,6 +243,8 @@ def main(argv):
     raise ValueError(f"Unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
   logging.getLogger().setLevel(logging.INFO)
+  if FLAGS.distributed:  # multi-host: TPU pods and Slurm/MPI GPU clusters are discovered by JAX
+    jax.distributed.initialize()
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
@@ -252,6 +254,7 @@ def _define_flags():
   config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cyclegan.py:horse2zebra.",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
+  flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
