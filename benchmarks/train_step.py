@@ -1,0 +1,125 @@
+"""Train-step benchmark: seconds per iteration, images/s, compile time and peak memory.
+
+    .venv/bin/python benchmarks/train_step.py                 # the default cases below
+    .venv/bin/python benchmarks/train_step.py --cases=cyclegan_128 --iters=10 --devices=all
+
+Cases (the reference models at the reference widths, batch 1 per device):
+  cyclegan_128, cyclegan_256   CycleGAN, resnet_9blocks, ngf 64, PatchGAN n_layers 3, 128 / 256 px
+  pix2pix_256                  pix2pix, unet_256, ngf 64, batch norm, 256 px
+Each case: compile (first call) timed alone, then `--warmup` steps, then the median of `--iters` timed
+steps (each ends with block_until_ready). Peak memory: the device allocator's peak on GPU/TPU; on CPU
+the process's peak resident set size (includes everything the process holds). Random data, no input
+pipeline: this measures the jitted step only. `--devices=all` runs data-parallel over every device
+with batch 1 per device.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from translate import parallel, train, training  # noqa: E402
+
+CASES = {
+    "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
+    "cyclegan_256": ("configs/cyclegan.py:horse2zebra", 256, {}),
+    "pix2pix_256": ("configs/pix2pix.py:folder", 256, {}),
+}
+
+
+def load_config(spec: str):
+  path, arg = spec.split(":")
+  import importlib.util
+  module_spec = importlib.util.spec_from_file_location("cfg", os.path.join(
+      os.path.dirname(__file__), "..", path))
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def peak_memory_bytes() -> tuple[int, str]:
+  device = jax.devices()[0]
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "peak_bytes_in_use" in stats:
+    return int(stats["peak_bytes_in_use"]), "device peak"
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host peak RSS"
+
+
+def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
+  spec, size, overrides = CASES[name]
+  config = load_config(spec)
+  config.update(overrides)
+  config.batch_size = num_devices
+  method = train.get_method(config.method)
+  mesh = parallel.make_mesh(num_devices)
+  optimizers = training.make_optimizers(config.optim, 1000, method.GROUPS)
+  rng = np.random.default_rng(0)
+  shape = (config.batch_size, size, size, 3)
+  example = {"A": np.zeros((1, *shape[1:]), np.float32), "B": np.zeros((1, *shape[1:]), np.float32)}
+  state = train.create_train_state(config, method, mesh, optimizers, example)
+  step = train.make_train_step(config, method, mesh, optimizers)
+
+  def batch():
+    return parallel.shard_batch({"A": rng.uniform(-1, 1, shape).astype(np.float32),
+                                 "B": rng.uniform(-1, 1, shape).astype(np.float32)}, mesh)
+
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch()).compile()
+  compile_s = time.perf_counter() - t0
+  for _ in range(warmup):
+    state, metrics = compiled(state, batch())
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(iters):
+    b = batch()
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, b)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t0)
+  median = statistics.median(times)
+  peak, peak_kind = peak_memory_bytes()
+  return {"case": name, "size": size, "batch": config.batch_size, "devices": num_devices,
+          "s_per_iter": median, "images_per_s": config.batch_size / median, "compile_s": compile_s,
+          "peak_mem_gb": peak / 2**30, "peak_kind": peak_kind,
+          "params_G": training.count_params(state.params["G"])}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--cases", default=",".join(CASES))
+  parser.add_argument("--iters", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--devices", default="1", help="a number, or 'all'")
+  parser.add_argument("--no_header", action="store_true", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  num_devices = jax.device_count() if args.devices == "all" else int(args.devices)
+  if not args.no_header:
+    print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
+    print(f"{'case':14s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
+          f"{'peak GB':>8s}  kind")
+  names = args.cases.split(",")
+  if len(names) > 1:  # one process per case, so each peak-memory figure is that case's alone
+    import subprocess
+    for name in names:
+      subprocess.run([sys.executable, __file__, "--cases", name, "--iters", str(args.iters),
+                      "--warmup", str(args.warmup), "--devices", args.devices, "--no_header"],
+                     check=True)
+    return
+  for name in names:
+    r = run_case(name, args.iters, args.warmup, num_devices)
+    print(f"{r['case']:14s} {r['size']:4d} {r['batch']:5d} {r['s_per_iter']:8.3f} "
+          f"{r['images_per_s']:7.2f} {r['compile_s']:9.1f} {r['peak_mem_gb']:8.2f}  {r['peak_kind']}",
+          flush=True)
+
+
+if __name__ == "__main__":
+  main()
