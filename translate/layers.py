@@ -56,7 +56,8 @@ def kernel_init(init_type: str = "normal", gain: float = 0.02) -> Initializer:
 
 
 def norm_scale_init(init_type: str = "normal", gain: float = 0.02) -> Initializer:
-  """BatchNorm weight init of `init_weights`: N(1, gain) for the normal family, ones otherwise."""
+  """BatchNorm weight init of `init_weights`: N(1, gain) for every init_type (the reference applies
+  normal_(1.0, gain) to BatchNorm2d weights whatever the conv init is); ones for torch's `default`."""
   if init_type == "default":
     return jax.nn.initializers.ones
 
@@ -77,6 +78,8 @@ def pad2d(x: Array, pad: int | tuple[int, int, int, int], mode: PaddingMode = "z
 
   `reflect` equals torch's ReflectionPad2d (edge not repeated), `replicate` ReplicationPad2d.
   """
+  if mode not in ("zeros", "reflect", "replicate"):  # checked first, so padding 0 does not hide it
+    raise ValueError(f"Unknown padding mode {mode!r}; expected 'zeros', 'reflect' or 'replicate'.")
   if isinstance(pad, int):
     pad = (pad, pad, pad, pad)
   top, bottom, left, right = pad
@@ -91,9 +94,7 @@ def pad2d(x: Array, pad: int | tuple[int, int, int, int], mode: PaddingMode = "z
           f"Reflection padding {pad} needs a larger input than {x.shape[1]}x{x.shape[2]} "
           "(the image is too small for this network).")
     return jnp.pad(x, widths, mode="reflect")
-  if mode == "replicate":
-    return jnp.pad(x, widths, mode="edge")
-  raise ValueError(f"Unknown padding mode {mode!r}; expected 'zeros', 'reflect' or 'replicate'.")
+  return jnp.pad(x, widths, mode="edge")  # replicate
 
 
 def _conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0)),
@@ -203,12 +204,19 @@ class ConvTranspose2d(nn.Module):
     k, p, op = self.kernel_size, self.padding, self.output_padding
     if op >= self.stride:
       raise ValueError(f"output_padding ({op}) must be smaller than stride ({self.stride}).")
-    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+    kernel = self.param("kernel", self._torch_fan_kernel_init, (k, k, x.shape[-1], self.features))
     lo, hi = k - 1 - p, k - 1 - p + op
     y = _conv(x, kernel, 1, ((lo, hi), (lo, hi)), lhs_dilation=self.stride)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
     return y
+
+  def _torch_fan_kernel_init(self, key, shape, dtype=jnp.float32):
+    # torch's weight is (in, out, kh, kw), so its fan_in is out*kh*kw and orthogonal_ makes the `in`
+    # rows orthonormal; drawing in (kh, kw, out, in) and swapping gives the kernel initialisers the
+    # same fans as torch (the spatial flip of the correlation form does not change the distribution).
+    kh, kw, n_in, n_out = shape
+    return jnp.swapaxes(self.kernel_init(key, (kh, kw, n_out, n_in), dtype), 2, 3)
 
 
 class Dense(nn.Module):
