@@ -40,7 +40,8 @@ def kernel_init(init_type: str = "normal", gain: float = 0.02) -> Initializer:
   `normal`: N(0, gain); `xavier`: xavier_normal with `gain`; `kaiming`: kaiming_normal (a=0, fan_in);
   `orthogonal`: orthogonal with `gain`; `default`: torch's own default for Conv/Linear
   (kaiming_uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
-  Fan-in/fan-out are computed from HWIO/IO shapes exactly as torch computes them from OIHW/OI.
+  Fan-in/fan-out are computed from HWIO/IO shapes exactly as torch computes them from OIHW/OI;
+  `ConvTranspose2d` draws its kernel transposed so that it gets torch's (in, out, kh, kw) fans too.
   """
   if init_type == "normal":
     return jax.nn.initializers.normal(stddev=gain)
@@ -366,8 +367,10 @@ class InstanceNorm(nn.Module):
 class LayerNorm(nn.Module):
   """Layer norm of an NHWC feature map over (H, W, C) per sample, with a per-channel affine.
 
-  This is the image LayerNorm of MUNIT/UNIT and the `ln` half of ILN; pass `unbiased=True` for
-  U-GAT-IT's `torch.var` convention. For a plain (N, C) input it normalises over C.
+  This is the `ln` half of ILN (pass `unbiased=True` for U-GAT-IT's `torch.var` convention) and the
+  layout of MUNIT/UNIT's image LayerNorm, but not its exact formula: MUNIT divides by
+  (unbiased std + eps) and draws gamma from U(0, 1); this layer uses torch's sqrt(var + eps) and
+  gamma = 1. For a plain (N, C) input it normalises over C.
   """
   affine: bool = True
   eps: float = TORCH_EPS
