@@ -12,6 +12,11 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Tests compile many identical small programs (in several processes: xdist workers, subprocess tests);
+# a persistent compilation cache lets each be compiled once per machine.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 GOLDEN_DIR = pathlib.Path(os.environ.get("TRANSLATE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 
 

@@ -135,10 +135,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                input_pipeline.describe(config.data), total_steps, steps_per_epoch, config.batch_size,
                mesh.devices.size)
 
-  train_ds = input_pipeline.create_dataset(
-      config.data, "train", local_batch, seed=config.seed, train=True,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  example = _example_batch(train_ds)
+  def train_dataset(start_batch=0):
+    return input_pipeline.create_dataset(
+        config.data, "train", local_batch, seed=config.seed, train=True,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        start_batch=start_batch)
+
+  example = _example_batch(train_dataset())
   meta = {"method": config.method, "model": config.model.to_dict(),
           "image_shapes": {k: list(v.shape[1:]) for k, v in example.items()}}
   ckpt = checkpoint.Checkpointer(workdir, meta, max_to_keep=config.keep_checkpoints)
@@ -158,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   sample_fn = jax.jit(functools.partial(method.sample_images, config))
   train_step = make_train_step(config, method, mesh, optimizers)
   # The stream is deterministic for a seed, so a resumed run skips the batches it already used.
-  batches = train_ds.skip(start_step).as_numpy_iterator()
+  batches = train_dataset(start_step).as_numpy_iterator()
 
   from clu import metric_writers
   writer = metric_writers.create_default_writer(workdir, just_logging=not parallel.is_main_process())

@@ -12,6 +12,8 @@ initialised as the reference's `init_weights(net, init_type, init_gain)` (which 
 """
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 
 from translate.networks.patchgan import (MultiscaleDiscriminator, NLayerDiscriminator,
@@ -20,6 +22,10 @@ from translate.networks.resnet import ResnetBlock, ResnetGenerator
 from translate.networks.unet import UnetGenerator
 
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+# Besides the reference names, any `resnet_<n>blocks` and `unet_<size>` (size = 2**num_downs, >= 32)
+# is accepted: small images (the embedded 32x32 digits, tests) need fewer blocks and levels.
+_RESNET = re.compile(r"^resnet_(\d+)blocks$")
+_UNET = re.compile(r"^unet_(\d+)$")
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "multiscale")
 
 
@@ -29,15 +35,16 @@ def define_G(netG: str, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
   """Generator by the reference's `--netG` name."""
   common = dict(output_nc=output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout,
                 init_type=init_type, init_gain=init_gain)
-  if netG == "resnet_9blocks":
-    return ResnetGenerator(n_blocks=9, **common)
-  if netG == "resnet_6blocks":
-    return ResnetGenerator(n_blocks=6, **common)
-  if netG == "unet_128":
-    return UnetGenerator(num_downs=7, **common)
-  if netG == "unet_256":
-    return UnetGenerator(num_downs=8, **common)
-  raise ValueError(f"Unknown generator {netG!r}; expected one of {GENERATORS}.")
+  resnet, unet = _RESNET.match(netG), _UNET.match(netG)
+  if resnet:
+    return ResnetGenerator(n_blocks=int(resnet.group(1)), **common)
+  if unet:
+    size = int(unet.group(1))
+    num_downs = size.bit_length() - 1
+    if size >= 32 and size == 2**num_downs:
+      return UnetGenerator(num_downs=num_downs, **common)
+  raise ValueError(f"Unknown generator {netG!r}; expected one of {GENERATORS}, or resnet_<n>blocks, "
+                   f"or unet_<size> with size a power of 2 >= 32.")
 
 
 def define_D(netD: str, ndf: int = 64, n_layers_D: int = 3, norm: str = "batch",
