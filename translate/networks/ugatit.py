@@ -135,7 +135,7 @@ class Discriminator(nn.Module):
 
   `n_layers - 2` stride-2 convs and one stride-1 conv bring the input to ndf * 2^(n_layers-2) channels
   at H / 2^(n_layers-2) - 1; the output patch map is 3 pixels smaller again. Needs
-  H, W >= 3 * 2^(n_layers-2) (32 px for n_layers=5, 96 px for 7 ... in practice 128).
+  H, W >= 3 * 2^(n_layers-2) (24 px for n_layers=5, 96 px for n_layers=7).
 
   `update_stats=True` (training) runs one power iteration per spectrally normalised layer before using
   its weight and stores the new vectors when `spectral` is mutable; `False` uses the stored vectors
@@ -174,8 +174,9 @@ def _discriminator_convs(ndf: int, n_layers: int) -> list[tuple[int, int]]:
 # Loading the reference's state dicts
 # ----------------------------------------------------------------------------------------------------
 def discriminator_torch_paths(n_layers: int) -> dict[str, tuple[str, ...]]:
-  """Torch module prefix -> Flax module path of every spectrally normalised layer of the discriminator
-  (what `aux`/debug tooling needs to pair torch's per-module values with ours)."""
+  """Torch module prefix -> Flax module path of every spectrally normalised layer of the discriminator.
+  The converter uses it, and so can anything that pairs torch's per-layer values (sigma, u, v) with
+  ours."""
   paths = {f"model.{1 + 3 * j}": (f"conv{j}",) for j in range(n_layers - 1)}
   paths["gap_fc"] = ("cam", "gap_fc")
   paths["gmp_fc"] = ("cam", "gmp_fc")
