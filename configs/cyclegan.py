@@ -22,9 +22,9 @@ def get_config(arg: str = "horse2zebra") -> ml_collections.ConfigDict:
   config_base.apply_data_preset(c, arg or "horse2zebra", paired=False)
   if arg == "digits":
     # Sized to train in minutes on 2 CPU cores at 32x32 (see README).
-    c.model.update(netG="resnet_6blocks", ngf=16, ndf=16, n_layers_D=2)
+    c.model.update(netG="resnet_6blocks", ngf=16, netD="n_layers", ndf=16, n_layers_D=2)
     c.batch_size = 16
     c.optim.update(lr=5e-4, n_epochs=1, n_epochs_decay=1)
     c.num_train_steps = 600
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 25, 100, 200, 200
-  return c
+  return c.lock()  # a mistyped key fails, also when configs are built in Python

@@ -20,4 +20,4 @@ def get_config(arg: str = "folder") -> ml_collections.ConfigDict:
   c.data.direction = "BtoA" if arg == "facades" else "AtoB"  # facades: labels (B) -> photos (A)
   preset = "folder" if arg in ("", "facades") else arg
   config_base.apply_data_preset(c, preset, paired=True)
-  return c
+  return c.lock()  # a mistyped key fails, also when configs are built in Python

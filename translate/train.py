@@ -125,6 +125,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config.lock()
   validate_config(config)
   method = get_method(config.method)
+  if hasattr(method, "check_config"):
+    method.check_config(config)
   mesh = parallel.make_mesh(num_devices)
   local_batch = parallel.check_batch_size(config.batch_size, mesh)
   steps_per_epoch = max(1, math.ceil(input_pipeline.dataset_size(config.data, "train")

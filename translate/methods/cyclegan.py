@@ -18,6 +18,16 @@ SAMPLE_ROWS = ("real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B")
 DIRECTIONS = {"AtoB": "G_A", "BtoA": "G_B"}
 
 
+def check_config(config) -> None:
+  """Start-up checks (called by the engine before anything runs)."""
+  d = config.data
+  if config.loss.lambda_identity > 0 and d.input_nc != d.output_nc:
+    raise ValueError(
+        f"The identity loss (loss.lambda_identity={config.loss.lambda_identity}) feeds B images to "
+        f"G_A, so it needs input_nc == output_nc (got {d.input_nc} and {d.output_nc}); set "
+        f"--config.loss.lambda_identity=0.")
+
+
 def build_networks(config) -> dict:
   m, d = config.model, config.data
   g = dict(ngf=m.ngf, norm=m.norm, use_dropout=not m.no_dropout, init_type=m.init_type,

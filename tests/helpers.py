@@ -1,0 +1,30 @@
+"""Small configs for tests: the real method configs, shrunk to tiny widths and sizes."""
+import importlib.util
+
+from tests.conftest import REPO
+
+
+def load_config(path: str, arg: str = ""):
+  spec = importlib.util.spec_from_file_location("test_config", REPO / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def tiny_config(method: str, batch_size: int = 4, preset: str | None = None):
+  """The method's config with tiny networks at 32x32, logging every step, no evaluation."""
+  if method == "cyclegan":
+    config = load_config("configs/cyclegan.py", preset or "digits")
+    config.model.update(netG="resnet_2blocks", ngf=4, netD="n_layers", ndf=4, n_layers_D=1)
+  elif method == "pix2pix":
+    config = load_config("configs/pix2pix.py", preset or "folder")
+    config.model.update(netG="unet_32", ngf=4, netD="n_layers", ndf=4, n_layers_D=1)
+  else:
+    raise ValueError(method)
+  config.batch_size = batch_size
+  config.data.update(load_size=32, crop_size=32)
+  config.log_every = config.sample_every = config.checkpoint_every = 1
+  config.eval_every = 0
+  config.eval.metrics = ()
+  config.optim.update(n_epochs=1, n_epochs_decay=1)
+  return config
