@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Callable
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from translate import layers
 
@@ -46,19 +45,3 @@ def norm_factory(norm: str, init_type: str, init_gain: float) -> Callable[..., n
   if norm == "batch":
     return layers.get_norm("batch", scale_init=layers.norm_scale_init(init_type, init_gain))
   return layers.get_norm(norm)
-
-
-def transposed_kernel_init(init: layers.Initializer) -> layers.Initializer:
-  """Initialiser for a ConvTranspose2d kernel with torch's fan convention.
-
-  Torch stores a transposed-conv weight as (in, out, kh, kw) and takes fan_in = out * kh * kw; our
-  kernel is HWIO with I = input channels, for which a fan-based initialiser would use in * kh * kw.
-  Drawing the kernel as (kh, kw, out, in) and swapping the channel axes gives torch's fans (it matters
-  for 'kaiming' and 'default'; 'normal' and 'xavier' are unaffected).
-  """
-
-  def init_fn(key, shape, dtype=jnp.float32):
-    kh, kw, c_in, c_out = shape
-    return jnp.swapaxes(init(key, (kh, kw, c_out, c_in), dtype), 2, 3)
-
-  return init_fn

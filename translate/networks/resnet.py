@@ -79,7 +79,6 @@ class ResnetGenerator(nn.Module):
     use_bias = common.conv_bias(self.norm)
     norm_layer = common.norm_factory(self.norm, self.init_type, self.init_gain)
     k_init = layers.kernel_init(self.init_type, self.init_gain)
-    t_init = common.transposed_kernel_init(k_init)
 
     def norm(h, name):
       return layers.apply_norm(norm_layer and norm_layer(name=name), h, train)
@@ -97,7 +96,7 @@ class ResnetGenerator(nn.Module):
     for i in range(N_DOWNSAMPLING):
       features = self.ngf * 2 ** (N_DOWNSAMPLING - i - 1)
       h = layers.ConvTranspose2d(features, 3, stride=2, padding=1, output_padding=1,
-                                 use_bias=use_bias, kernel_init=t_init, name=f"up{i}")(h)
+                                 use_bias=use_bias, kernel_init=k_init, name=f"up{i}")(h)
       h = nn.relu(norm(h, f"up_norm{i}"))
     h = layers.Conv2d(self.output_nc, 7, padding=3, padding_mode="reflect", use_bias=True,
                       kernel_init=k_init, name="conv_out")(h)

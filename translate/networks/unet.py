@@ -69,7 +69,6 @@ class UnetGenerator(nn.Module):
     use_bias = common.conv_bias(self.norm)
     norm_layer = common.norm_factory(self.norm, self.init_type, self.init_gain)
     k_init = layers.kernel_init(self.init_type, self.init_gain)
-    t_init = common.transposed_kernel_init(k_init)
     levels = _level_channels(self.output_nc, self.ngf, self.num_downs)
     innermost = self.num_downs - 1
 
@@ -91,7 +90,7 @@ class UnetGenerator(nn.Module):
       outer_nc = levels[level][0]
       h = nn.relu(h)
       h = layers.ConvTranspose2d(outer_nc, 4, stride=2, padding=1,
-                                 use_bias=use_bias or level == 0, kernel_init=t_init,
+                                 use_bias=use_bias or level == 0, kernel_init=k_init,
                                  name=f"up{level}")(h)
       if level == 0:
         return jnp.tanh(h)
