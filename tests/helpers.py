@@ -1,5 +1,7 @@
-"""Small configs for tests: the real method configs, shrunk to tiny widths and sizes."""
+"""Small configs and batches for tests: the real method configs, shrunk to tiny widths and sizes."""
 import importlib.util
+
+import numpy as np
 
 from tests.conftest import REPO
 
@@ -28,3 +30,11 @@ def tiny_config(method: str, batch_size: int = 4, preset: str | None = None):
   config.eval.metrics = ()
   config.optim.update(n_epochs=1, n_epochs_decay=1)
   return config
+
+
+def make_batch(method: str, config, rng: np.random.Generator, batch_size: int | None = None) -> dict:
+  """A random global batch of the shapes the method's input pipeline gives (32x32)."""
+  n = batch_size or config.batch_size
+  d = config.data
+  return {"A": rng.uniform(-1, 1, (n, 32, 32, d.input_nc)).astype(np.float32),
+          "B": rng.uniform(-1, 1, (n, 32, 32, d.output_nc)).astype(np.float32)}
