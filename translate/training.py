@@ -83,8 +83,14 @@ def apply_updates(optimizer: optax.GradientTransformation, params: PyTree, opt_s
 # Networks inside a state
 # ----------------------------------------------------------------------------------------------------
 def init_net(module: nn.Module, rng: jax.Array, *args, **kwargs) -> tuple[PyTree, dict]:
-  """Initialises a module; returns (params, other collections)."""
-  variables = flax.core.unfreeze(module.init({"params": rng, "dropout": rng}, *args, **kwargs))
+  """Initialises a module; returns (params, other collections).
+
+  The weights are drawn with an `rbg` key seeded from `rng`: the same distributions, but XLA compiles
+  the many differently-shaped draws of a network's init much faster than with threefry on CPU. The
+  result is deterministic for a given `rng` (init runs replicated, never partitioned).
+  """
+  key = jax.random.key(jax.random.bits(rng, (), jnp.uint32), impl="rbg")
+  variables = flax.core.unfreeze(module.init({"params": key, "dropout": key}, *args, **kwargs))
   params = variables.pop("params")
   return params, variables
 
