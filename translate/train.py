@@ -37,14 +37,41 @@ def get_method(name: str):
     raise ValueError(f"Unknown method {name!r}; expected one of {known}.") from None
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
+def validate_config(config: ml_collections.ConfigDict, method=None) -> None:
   """Checks that fail at start-up rather than hours into a run."""
   from translate import evaluate as evaluation
   if config.batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {config.batch_size}.")
-  unknown = [m for m in config.eval.metrics if m not in evaluation.METRICS]
+  known = evaluation.metrics_for(method)
+  unknown = [m for m in config.eval.metrics if m not in known]
   if unknown:
-    raise ValueError(f"Unknown eval metric(s) {unknown}; expected some of {sorted(evaluation.METRICS)}.")
+    raise ValueError(f"Unknown eval metric(s) {unknown}; expected some of {sorted(known)}.")
+
+
+class _DefaultData:
+  """The engine's unpaired/paired A/B pipeline, called with `config.data`. A method that needs other
+  data (labels per image, several data sets) defines `create_dataset(config, split, batch_size, **kw)`,
+  `dataset_size(config, split)` and `describe(config)` in its module, and the engine uses those."""
+
+  @staticmethod
+  def create_dataset(config, split, batch_size, **kwargs):
+    from translate.data import input_pipeline
+    return input_pipeline.create_dataset(config.data, split, batch_size, **kwargs)
+
+  @staticmethod
+  def dataset_size(config, split):
+    from translate.data import input_pipeline
+    return input_pipeline.dataset_size(config.data, split)
+
+  @staticmethod
+  def describe(config):
+    from translate.data import input_pipeline
+    return input_pipeline.describe(config.data)
+
+
+def data_functions(method):
+  """The method's own data functions if it has them, else the engine's A/B pipeline."""
+  return method if hasattr(method, "create_dataset") else _DefaultData
 
 
 def run_length(config, steps_per_epoch: int) -> int:
@@ -76,10 +103,10 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _example_batch(dataset) -> dict:
+def _example_batch(dataset, keys=("A", "B")) -> dict:
   spec = dataset.element_spec
   return {k: np.zeros((1, *v.shape[1:]), v.dtype.as_numpy_dtype) for k, v in spec.items()
-          if k in ("A", "B")}
+          if k in keys}
 
 
 def save_config(config, workdir: str) -> None:
@@ -105,6 +132,25 @@ def create_train_state(config, method, mesh, optimizers, example_batch):
   return create(rng)
 
 
+def make_sample_fn(config, method):
+  """Jitted `method.sample_images` that keeps the method's column order (a jitted function returns
+  dicts with sorted keys; the order is recorded when the function is traced)."""
+  order: list[str] = []
+
+  def sample(state, batch):
+    images = method.sample_images(config, state, batch)
+    order[:] = list(images)
+    return images
+
+  jitted = jax.jit(sample)
+
+  def run(state, batch) -> dict:
+    images = jitted(state, batch)
+    return {k: images[k] for k in order}
+
+  return run
+
+
 def make_train_step(config, method, mesh, optimizers):
   return jax.jit(functools.partial(method.train_step, config, optimizers),
                  in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
@@ -119,31 +165,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   `num_devices` restricts the mesh to the first devices (tests, benchmarks); default: all devices.
   """
   from translate import evaluate as evaluation
-  from translate.data import input_pipeline
 
   config = ml_collections.ConfigDict(config.to_dict())  # a private copy, then locked: typos fail
   config.lock()
-  validate_config(config)
   method = get_method(config.method)
+  validate_config(config, method)
   if hasattr(method, "check_config"):
     method.check_config(config)
+  data = data_functions(method)
   mesh = parallel.make_mesh(num_devices)
   local_batch = parallel.check_batch_size(config.batch_size, mesh)
-  steps_per_epoch = max(1, math.ceil(input_pipeline.dataset_size(config.data, "train")
-                                     / config.batch_size))
+  steps_per_epoch = max(1, math.ceil(data.dataset_size(config, "train") / config.batch_size))
   total_steps = run_length(config, steps_per_epoch)
-  optimizers = training.make_optimizers(config.optim, steps_per_epoch, method.GROUPS)
+  # A method with its own schedule (e.g. StarGAN's, in iterations) builds its optimisers itself.
+  if hasattr(method, "make_optimizers"):
+    optimizers = method.make_optimizers(config, steps_per_epoch)
+  else:
+    optimizers = training.make_optimizers(config.optim, steps_per_epoch, method.GROUPS)
   logging.info("%s on %s; %d steps (%d per epoch), global batch %d on %d device(s)", config.method,
-               input_pipeline.describe(config.data), total_steps, steps_per_epoch, config.batch_size,
+               data.describe(config), total_steps, steps_per_epoch, config.batch_size,
                mesh.devices.size)
 
   def train_dataset(start_batch=0):
-    return input_pipeline.create_dataset(
-        config.data, "train", local_batch, seed=config.seed, train=True,
+    return data.create_dataset(
+        config, "train", local_batch, seed=config.seed, train=True,
         process_index=jax.process_index(), process_count=jax.process_count(),
         start_batch=start_batch)
 
-  example = _example_batch(train_dataset())
+  example = _example_batch(train_dataset(), getattr(method, "INPUT_KEYS", ("A", "B")))
   meta = {"method": config.method, "model": config.model.to_dict(),
           "image_shapes": {k: list(v.shape[1:]) for k, v in example.items()}}
   ckpt = checkpoint.Checkpointer(workdir, meta, max_to_keep=config.keep_checkpoints)
@@ -157,10 +206,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     save_config(config, workdir)
   logging.info("Parameters: %s", {g: training.count_params(p) for g, p in state.params.items()})
 
-  sample_batch = next(iter(input_pipeline.create_dataset(
-      config.data, "test", min(8, config.eval.batch_size), seed=config.seed, train=False)
+  sample_batch = next(iter(data.create_dataset(
+      config, "test", min(8, config.eval.batch_size), seed=config.seed, train=False)
       .take(1).as_numpy_iterator()))
-  sample_fn = jax.jit(functools.partial(method.sample_images, config))
+  sample_fn = make_sample_fn(config, method)
   train_step = make_train_step(config, method, mesh, optimizers)
   # The stream is deterministic for a seed, so a resumed run skips the batches it already used.
   batches = train_dataset(start_step).as_numpy_iterator()
