@@ -297,6 +297,8 @@ def main(argv):
     raise ValueError(f"Unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
   logging.getLogger().setLevel(logging.INFO)
+  # Orbax and clu log every save and every scalar through absl at INFO; the progress line says enough.
+  logging.getLogger("absl").setLevel(logging.WARNING)
   if FLAGS.distributed:  # multi-host: TPU pods and Slurm/MPI GPU clusters are discovered by JAX
     jax.distributed.initialize()
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
