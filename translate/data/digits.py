@@ -71,6 +71,7 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is fine to share
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -85,6 +86,7 @@ def _save_npz_atomic(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
     # A file object, not a name: np.savez would append ".npz" to the temporary name.
     with os.fdopen(fd, "wb") as f:
       np.savez(f, **arrays)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is fine to share
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
