@@ -63,3 +63,26 @@ def nchw_to_nhwc(x):
 
 def nhwc_to_nchw(x):
   return np.transpose(np.asarray(x), (0, 3, 1, 2))
+
+
+def max_diff_nchw(ours, ref) -> float:
+  """max |ours - ref| where `ours` is NHWC (or flat) and `ref` the reference's NCHW (or flat) array."""
+  ours = np.asarray(ours)
+  if ours.ndim == 4:
+    ours = nhwc_to_nchw(ours)
+  assert ours.shape == ref.shape, (ours.shape, ref.shape)
+  return float(np.max(np.abs(ours - ref)))
+
+
+@pytest.fixture
+def golden_network(golden_state_dict):
+  """`golden_network(name, arch)` -> (module, variables, golden dict): the golden file's weights
+  converted with the constructor arguments its metadata records."""
+  from translate import convert
+
+  def load(name: str, arch: str):
+    state_dict, g = golden_state_dict(name)
+    module, variables = convert.from_torch(arch, state_dict, **g["meta"]["args"])
+    return module, variables, g
+
+  return load

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import nchw_to_nhwc, nhwc_to_nchw
+from tests.conftest import max_diff_nchw, nchw_to_nhwc, nhwc_to_nchw
 from translate import convert
 from translate.networks import stargan
 
@@ -18,42 +18,28 @@ G_FILE = "stargan_generator_c8_c5_r2.npz"
 D_FILE = "stargan_discriminator_s64_c4_c5_r6.npz"
 
 
-def _max_diff(ours, ref):
-  ours = np.asarray(ours)
-  if ours.ndim == 4:
-    ours = nhwc_to_nchw(ours)
-  assert ours.shape == ref.shape
-  return float(np.max(np.abs(ours - ref)))
-
-
-def _load(golden_state_dict, name, arch):
-  state_dict, g = golden_state_dict(name)
-  module, variables = convert.from_torch(arch, state_dict, **g["meta"]["args"])
-  return module, variables, g
-
-
-def test_generator_eval_mode_uses_running_stats(golden_state_dict):
-  module, variables, g = _load(golden_state_dict, G_FILE, "stargan_generator")
+def test_generator_eval_mode_uses_running_stats(golden_network):
+  module, variables, g = golden_network(G_FILE, "stargan_generator")
   with jax.default_matmul_precision("highest"):
     out = module.apply(variables, nchw_to_nhwc(g["input"]), g["c"], use_running_average=True)
-  assert _max_diff(out, g["output"]) <= 1e-4
+  assert max_diff_nchw(out, g["output"]) <= 1e-4
 
 
-def test_generator_train_mode_uses_instance_stats(golden_state_dict):
-  module, variables, g = _load(golden_state_dict, G_FILE, "stargan_generator")
+def test_generator_train_mode_uses_instance_stats(golden_network):
+  module, variables, g = golden_network(G_FILE, "stargan_generator")
   x = nchw_to_nhwc(g["input"])
   with jax.default_matmul_precision("highest"):
     out_default = module.apply(variables, x, g["c"])
     out_train = module.apply(variables, x, g["c"], use_running_average=False)
   # The default is the solver's behaviour (per-instance statistics), not torch eval().
   np.testing.assert_array_equal(np.asarray(out_default), np.asarray(out_train))
-  assert _max_diff(out_train, g["output_train_mode"]) <= 1e-4
+  assert max_diff_nchw(out_train, g["output_train_mode"]) <= 1e-4
   # The two modes really are different computations (README: up to 0.95 apart).
   assert np.max(np.abs(g["output"] - g["output_train_mode"])) > 0.1
 
 
-def test_generator_label_changes_output(golden_state_dict):
-  module, variables, g = _load(golden_state_dict, G_FILE, "stargan_generator")
+def test_generator_label_changes_output(golden_network):
+  module, variables, g = golden_network(G_FILE, "stargan_generator")
   x = nchw_to_nhwc(g["input"])
   other = 1.0 - g["c"]
   with jax.default_matmul_precision("highest"):
@@ -62,10 +48,10 @@ def test_generator_label_changes_output(golden_state_dict):
   assert float(jnp.max(jnp.abs(out - out_other))) > 1e-2
 
 
-def test_generator_train_mode_updates_running_stats_like_torch(golden_state_dict):
+def test_generator_train_mode_updates_running_stats_like_torch(golden_network):
   """A mutable train-mode call moves each running mean/var towards the batch average of the
   per-instance mean / unbiased variance with momentum 0.1 (torch's InstanceNorm2d train mode)."""
-  module, variables, g = _load(golden_state_dict, G_FILE, "stargan_generator")
+  module, variables, g = golden_network(G_FILE, "stargan_generator")
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
   c = np.array([[1, 0, 0, 1, 0], [0, 1, 0, 0, 1]], np.float32)
@@ -98,14 +84,14 @@ def test_generator_rejects_bad_inputs():
     jax.eval_shape(module.apply, variables, jnp.zeros((1, 18, 16, 3)), jnp.zeros((1, 3)))
 
 
-def test_discriminator_matches_torch(golden_state_dict):
-  module, variables, g = _load(golden_state_dict, D_FILE, "stargan_discriminator")
+def test_discriminator_matches_torch(golden_network):
+  module, variables, g = golden_network(D_FILE, "stargan_discriminator")
   with jax.default_matmul_precision("highest"):
     out_src, out_cls = module.apply(variables, nchw_to_nhwc(g["input"]))
   assert out_src.shape == (1, 1, 1, 1)  # NHWC (B, H/64, W/64, 1)
   assert out_cls.shape == (1, 5)
-  assert _max_diff(out_src, g["out_src"]) <= 1e-5  # |out_src| ~ 0.02: absolute 1e-5 (README)
-  assert _max_diff(out_cls, g["out_cls"]) <= 1e-4
+  assert max_diff_nchw(out_src, g["out_src"]) <= 1e-5  # |out_src| ~ 0.02: absolute 1e-5 (README)
+  assert max_diff_nchw(out_cls, g["out_cls"]) <= 1e-4
 
 
 def test_discriminator_shapes_and_size_checks():

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import nchw_to_nhwc, nhwc_to_nchw
+from tests.conftest import max_diff_nchw, nchw_to_nhwc, nhwc_to_nchw
 from translate import convert, layers
 from translate.networks import ugatit
 
@@ -18,35 +18,21 @@ DISCRIMINATOR_FILES = ["ugatit_discriminator_local_n5_ndf8.npz",
                        "ugatit_discriminator_global_n7_ndf4.npz"]
 
 
-def _max_diff(ours_nhwc_or_flat, ref):
-  ours = np.asarray(ours_nhwc_or_flat)
-  if ours.ndim == 4:
-    ours = nhwc_to_nchw(ours)
-  assert ours.shape == ref.shape
-  return float(np.max(np.abs(ours - ref)))
-
-
-def _load(golden_state_dict, name, arch):
-  state_dict, g = golden_state_dict(name)
-  module, variables = convert.from_torch(arch, state_dict, **g["meta"]["args"])
-  return module, variables, g
-
-
 @pytest.mark.parametrize("name", GENERATOR_FILES)
-def test_generator_matches_torch(golden_state_dict, name):
-  module, variables, g = _load(golden_state_dict, name, "ugatit_generator")
+def test_generator_matches_torch(name, golden_network):
+  module, variables, g = golden_network(name, "ugatit_generator")
   with jax.default_matmul_precision("highest"):
     out, cam_logit, heatmap = module.apply(variables, nchw_to_nhwc(g["input"]))
-  assert _max_diff(out, g["output"]) <= 1e-4
-  assert _max_diff(cam_logit, g["cam_logit"]) <= 1e-4
-  assert _max_diff(heatmap, g["heatmap"]) <= 1e-4
+  assert max_diff_nchw(out, g["output"]) <= 1e-4
+  assert max_diff_nchw(cam_logit, g["cam_logit"]) <= 1e-4
+  assert max_diff_nchw(heatmap, g["heatmap"]) <= 1e-4
 
 
-def test_generator_full_fc_uses_nchw_flatten_order(golden_state_dict):
+def test_generator_full_fc_uses_nchw_flatten_order(golden_network):
   """The full model's FC.0 sees the bottleneck flattened as torch's (C, H, W); flattening our NHWC
   array directly would scramble the inputs of that layer. Loading FC.0.weight with its columns permuted
   to (H, W, C) order into the unmodified network must therefore break parity (guards the transpose)."""
-  module, variables, g = _load(golden_state_dict, "ugatit_generator_full_ngf8.npz", "ugatit_generator")
+  module, variables, g = golden_network("ugatit_generator_full_ngf8.npz", "ugatit_generator")
   kernel = np.asarray(variables["params"]["fc1"]["kernel"])  # (C*h*w, out), rows in (C, H, W) order
   c, hw = 32, 16
   hwc_rows = kernel.reshape(c, hw, hw, -1).transpose(1, 2, 0, 3).reshape(kernel.shape)
@@ -54,19 +40,19 @@ def test_generator_full_fc_uses_nchw_flatten_order(golden_state_dict):
   scrambled["params"]["fc1"]["kernel"] = hwc_rows
   with jax.default_matmul_precision("highest"):
     out, _, _ = module.apply(scrambled, nchw_to_nhwc(g["input"]))
-  assert _max_diff(out, g["output"]) > 1e-3
+  assert max_diff_nchw(out, g["output"]) > 1e-3
 
 
 @pytest.mark.parametrize("name", DISCRIMINATOR_FILES)
-def test_discriminator_matches_torch_eval(golden_state_dict, name):
-  module, variables, g = _load(golden_state_dict, name, "ugatit_discriminator")
+def test_discriminator_matches_torch_eval(name, golden_network):
+  module, variables, g = golden_network(name, "ugatit_discriminator")
   with jax.default_matmul_precision("highest"):
     (out, cam_logit, heatmap), updated = module.apply(
         variables, nchw_to_nhwc(g["input"]), update_stats=False, mutable=[layers.SPECTRAL])
   # Outputs are O(1e-2) or smaller: the README asks for 1e-5 absolute.
-  assert _max_diff(out, g["output"]) <= 1e-5
-  assert _max_diff(cam_logit, g["cam_logit"]) <= 1e-5
-  assert _max_diff(heatmap, g["heatmap"]) <= 1e-5
+  assert max_diff_nchw(out, g["output"]) <= 1e-5
+  assert max_diff_nchw(cam_logit, g["cam_logit"]) <= 1e-5
+  assert max_diff_nchw(heatmap, g["heatmap"]) <= 1e-5
   # Inference never moves the power-iteration vectors, even when the collection is mutable.
   for before, after in zip(jax.tree_util.tree_leaves(variables[layers.SPECTRAL]),
                            jax.tree_util.tree_leaves(updated[layers.SPECTRAL])):
@@ -101,8 +87,8 @@ def _torch_power_iteration(w, u, eps=1e-12):
 
 
 @pytest.mark.parametrize("name", DISCRIMINATOR_FILES)
-def test_discriminator_training_apply_runs_one_power_iteration(golden_state_dict, name):
-  module, variables, g = _load(golden_state_dict, name, "ugatit_discriminator")
+def test_discriminator_training_apply_runs_one_power_iteration(name, golden_network, golden_state_dict):
+  module, variables, g = golden_network(name, "ugatit_discriminator")
   n_layers = g["meta"]["args"]["n_layers"]
   x = nchw_to_nhwc(g["input"])
   with jax.default_matmul_precision("highest"):
@@ -139,7 +125,7 @@ def test_discriminator_training_apply_runs_one_power_iteration(golden_state_dict
     assert sigma_before[prefix] - 1e-6 <= sigma_after[prefix] <= top_singular_value + 1e-5, prefix
 
   # The stored vectors are already well converged, so the output moves only a little (torch: ~4e-4).
-  change = _max_diff(out_train, nhwc_to_nchw(out_eval))
+  change = max_diff_nchw(out_train, nhwc_to_nchw(out_eval))
   assert 1e-5 < change < 2e-3  # measured: 4.5e-4 (local), 1.2e-4 (global)
   # Train mode uses the *updated* vectors: an eval apply with them reproduces its output.
   updated = {**variables, layers.SPECTRAL: train_state[layers.SPECTRAL]}

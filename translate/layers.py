@@ -287,6 +287,26 @@ def _normalize(x: Array, mean: Array, var: Array, eps: float) -> Array:
   return ((x.astype(jnp.float32) - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
 
 
+def _update_running_stats(module: nn.Module, ra_mean, ra_var, mean: Array, var: Array, n: int) -> None:
+  """torch's running-statistics update: momentum convention `(1 - m) * old + m * new`, with the
+  unbiased variance of the `n` values each statistic was computed over. Statistics move only where the
+  caller lets them (mutable=['batch_stats']) and never at init."""
+  if module.is_initializing() or not module.is_mutable_collection("batch_stats"):
+    return
+  m = module.momentum
+  ra_mean.value = (1 - m) * ra_mean.value + m * mean.reshape(ra_mean.value.shape)
+  unbiased = var.reshape(ra_var.value.shape) * (n / max(n - 1, 1))
+  ra_var.value = (1 - m) * ra_var.value + m * unbiased
+
+
+def _affine(module: nn.Module, y: Array, c: int) -> Array:
+  """The optional learnable per-channel scale and bias of BatchNorm/InstanceNorm."""
+  if not module.affine:
+    return y
+  y = y * module.param("scale", module.scale_init, (c,)).astype(y.dtype)
+  return y + module.param("bias", module.bias_init, (c,)).astype(y.dtype)
+
+
 class BatchNorm(nn.Module):
   """torch.nn.BatchNorm2d (affine, tracked running statistics), NHWC or (N, C).
 
@@ -312,17 +332,8 @@ class BatchNorm(nn.Module):
     else:
       mean, var = _moments(x, axes)
       mean, var = mean.reshape(c), var.reshape(c)
-      # Running statistics move only where the caller lets them (mutable=['batch_stats']).
-      if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
-        n = x.size // c
-        m = self.momentum
-        ra_mean.value = (1 - m) * ra_mean.value + m * mean
-        ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
-    y = _normalize(x, mean, var, self.eps)
-    if self.affine:
-      y = y * self.param("scale", self.scale_init, (c,)).astype(y.dtype)
-      y = y + self.param("bias", self.bias_init, (c,)).astype(y.dtype)
-    return y
+      _update_running_stats(self, ra_mean, ra_var, mean, var, n=x.size // c)
+    return _affine(self, _normalize(x, mean, var, self.eps), c)
 
 
 class InstanceNorm(nn.Module):
@@ -350,18 +361,10 @@ class InstanceNorm(nn.Module):
       mean, var = ra_mean.value, ra_var.value
     else:
       mean, var = _moments(x, (1, 2))
-      if (self.track_running_stats and not self.is_initializing()
-          and self.is_mutable_collection("batch_stats")):
-        n = x.shape[1] * x.shape[2]
-        m = self.momentum
-        ra_mean.value = (1 - m) * ra_mean.value + m * jnp.mean(mean, axis=(0, 1, 2))
-        unbiased = var * (n / max(n - 1, 1))
-        ra_var.value = (1 - m) * ra_var.value + m * jnp.mean(unbiased, axis=(0, 1, 2))
-    y = _normalize(x, mean, var, self.eps)
-    if self.affine:
-      y = y * self.param("scale", self.scale_init, (c,)).astype(y.dtype)
-      y = y + self.param("bias", self.bias_init, (c,)).astype(y.dtype)
-    return y
+      if self.track_running_stats:  # torch tracks the batch mean of the per-instance statistics
+        _update_running_stats(self, ra_mean, ra_var, jnp.mean(mean, axis=(0, 1, 2)),
+                              jnp.mean(var, axis=(0, 1, 2)), n=x.shape[1] * x.shape[2])
+    return _affine(self, _normalize(x, mean, var, self.eps), c)
 
 
 class LayerNorm(nn.Module):
