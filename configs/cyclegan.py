@@ -21,7 +21,10 @@ def get_config(arg: str = "horse2zebra") -> ml_collections.ConfigDict:
       lambda_A=10.0, lambda_B=10.0, lambda_identity=0.5, pool_size=50))
   config_base.apply_data_preset(c, arg or "horse2zebra", paired=False)
   if arg == "digits":
-    # Sized to train in minutes on 2 CPU cores at 32x32 (see README).
+    # Sized to train in minutes on 2 CPU cores at 32x32 (see README). Both domains are read as grey:
+    # MNIST has no colour, so with RGB A the cycle loss makes G_A hide the colours in its output;
+    # measured on the embedded digits, grey A reaches a higher label-preserving accuracy.
+    c.data.update(input_nc=1, output_nc=1)
     c.model.update(netG="resnet_6blocks", ngf=16, netD="n_layers", ndf=16, n_layers_D=2)
     c.batch_size = 16
     c.optim.update(lr=5e-4, n_epochs=1, n_epochs_decay=1)
