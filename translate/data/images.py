@@ -1,14 +1,15 @@
-"""Image files for the input pipeline: listing, start-up validation, and the reference's PIL transforms.
+"""Image files for the input pipeline: listing and start-up validation.
 
-The PyTorch reference (CycleGAN/pix2pix `data/base_dataset.py`) reads every image with PIL,
-`.convert('RGB')`s it, optionally greys it (`transforms.Grayscale(1)`, i.e. PIL `convert('L')`) and
-resizes it with PIL's bicubic filter. `prepare_image` does exactly those deterministic steps with PIL
-itself, so the pixels that reach the random crop are the reference's bit for bit; the random crop, flip
-and scaling to [-1, 1] are cheap and run as TF ops in `input_pipeline`.
+The pipeline decodes and resizes images with TF ops (`input_pipeline.decode_image`,
+`pil_bicubic_resize`) that reproduce PIL's results exactly, so it decodes the formats TF decodes:
+JPEG, PNG, BMP, GIF, WebP. The reference also reads TIFF and PPM; those get a clear error here that
+says how to convert them.
 
-Validation (`inspect_image`) reads only headers (PIL `open` + `verify`), so a folder of thousands of
-images is checked in seconds; a file that passes it but still fails to decode later (a truncated JPEG,
-whose body `verify` cannot check) raises at read time with the file's path in the message.
+Validation (`inspect_image`) is cheap: PIL `open` + `verify` (headers and PNG chunk checksums), the
+mode and bit depth, and for JPEGs a look at the end-of-image marker (a JPEG without one, i.e. most
+likely truncated, is fully decoded once to be sure). A folder of thousands of images is checked in
+seconds, on every process, before training starts, so a bad file stops the run at once with its
+path in the message instead of deep inside an epoch.
 
 Paths go through `tf.io.gfile`, so folders may live on GCS (`gs://...`) as well as on local disk.
 """
@@ -23,8 +24,12 @@ import threading
 import numpy as np
 from PIL import Image
 
-# The reference's IMG_EXTENSIONS (matched there case-sensitively, here case-insensitively) plus webp.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+# The reference's IMG_EXTENSIONS (matched there case-sensitively, here case-insensitively) that TF
+# decodes, plus gif and webp; and the ones it does not decode (an error that says how to convert).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+# PIL format names the pipeline decodes (MPO: a multi-picture JPEG, read as its first picture).
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 # The reference's `__make_power_2(img, base=4)` for preprocess='none'.
 SIZE_BASE = 4
@@ -43,6 +48,12 @@ class ImageFileError(ValueError):
 def _gfile():
   import tensorflow as tf  # lazy: the module is importable (and its PIL helpers usable) without TF
   return tf.io.gfile
+
+
+def _some(paths: list[str], n: int = 5) -> str:
+  paths = sorted(paths)
+  return ", ".join(repr(p) for p in paths[:n]) + (f" and {len(paths) - n} more"
+                                                  if len(paths) > n else "")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -65,7 +76,7 @@ def list_image_files(folder: str, max_dataset_size: int = 0) -> list[str]:
     raise ImageFileError(f"Data folder {folder!r} does not exist.")
   if not gfile.isdir(folder):
     raise ImageFileError(f"Data folder {folder!r} is not a folder.")
-  paths, strays = [], []
+  paths, strays, unsupported = [], [], []
   for root, dirs, files in gfile.walk(folder):
     root = str(root)
     if any(part.startswith(".") for part in os.path.relpath(root, folder).split(os.sep)
@@ -76,13 +87,22 @@ def list_image_files(folder: str, max_dataset_size: int = 0) -> list[str]:
       name = str(name)
       if name.startswith("."):
         continue
-      (paths if is_image_file(name) else strays).append(os.path.join(root, name))
-  if strays:
-    strays.sort()
-    shown = ", ".join(repr(p) for p in strays[:5]) + (f" and {len(strays) - 5} more"
-                                                      if len(strays) > 5 else "")
+      path = os.path.join(root, name)
+      if is_image_file(name):
+        paths.append(path)
+      elif os.path.splitext(name)[1].lower() in UNSUPPORTED_EXTENSIONS:
+        unsupported.append(path)
+      else:
+        strays.append(path)
+  if unsupported:
     raise ImageFileError(
-        f"Data folder {folder!r} holds files that are not images: {shown}. Supported extensions: "
+        f"Data folder {folder!r} holds images in a format the TF decoder cannot read: "
+        f"{_some(unsupported)}. Convert them to PNG, e.g. `mogrify -format png *.tif` (ImageMagick) "
+        f"or `Image.open(p).save(q.with_suffix('.png'))` (PIL), and remove the originals.")
+  if strays:
+    raise ImageFileError(
+        f"Data folder {folder!r} holds files that are not images: {_some(strays)}. Supported "
+        f"extensions: "
         f"{', '.join(IMAGE_EXTENSIONS)}. Move other files out of the data folder.")
   if not paths:
     raise ImageFileError(f"Data folder {folder!r} holds no images (supported extensions: "
@@ -111,21 +131,17 @@ def _png_bit_depth(head: bytes) -> int | None:
   return head[24]
 
 
-def _tiff_bits(image: Image.Image) -> int | None:
-  tags = getattr(image, "tag_v2", None)
-  if tags is None:
-    return None
-  bits = tags.get(258)  # BitsPerSample
-  if bits is None:
-    return None
-  return max(bits) if isinstance(bits, (tuple, list)) else int(bits)
+def _ends_with_jpeg_eoi(data: bytes) -> bool:
+  """True when a JPEG's end-of-image marker (FF D9) ends the file, give or take trailing padding."""
+  return data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
 
 
 def inspect_image(path: str) -> ImageInfo:
-  """Checks that `path` is an 8-bit RGB/grey/palette image PIL can read; returns its size and mode.
+  """Checks that `path` is an 8-bit RGB/grey/palette image the pipeline can decode; returns its size.
 
-  Raises `ImageFileError` naming the file for: unreadable or corrupt data (PIL `verify`), an alpha
-  channel (RGBA/LA: 4 or 2 channels), more than 8 bits per sample (16-bit PNG/TIFF, float images).
+  Raises `ImageFileError` naming the file for: unreadable or corrupt data (PIL `verify`, a truncated
+  JPEG), a format TF does not decode, an alpha channel (RGBA/LA: 4 or 2 channels), more than 8 bits
+  per sample (16-bit PNG, 16/32-bit or float modes).
   """
   gfile = _gfile()
   try:
@@ -137,13 +153,23 @@ def inspect_image(path: str) -> ImageInfo:
     raise ImageFileError(f"Image file {path!r} is empty (0 bytes).")
   try:
     with Image.open(io.BytesIO(data)) as image:
-      width, height, mode = image.width, image.height, image.mode
-      tiff_bits = _tiff_bits(image)
+      width, height, mode, fmt = image.width, image.height, image.mode, image.format
       image.verify()
   except Exception as e:  # noqa: BLE001 -- PIL raises many types for bad data
     raise ImageFileError(f"Image file {path!r} is corrupt or not an image PIL can read: "
                          f"{type(e).__name__}: {e}") from e
-  bits = _png_bit_depth(data[:32]) or tiff_bits
+  if fmt not in DECODABLE_FORMATS:
+    raise ImageFileError(
+        f"Image file {path!r} is a {fmt} image; the pipeline decodes {', '.join(DECODABLE_FORMATS)}. "
+        f"Convert it to PNG, e.g. `Image.open(p).save(q.with_suffix('.png'))` with PIL.")
+  if fmt in ("JPEG", "MPO") and not _ends_with_jpeg_eoi(data):
+    try:  # most likely truncated; some writers append data after the image: decode to be sure
+      with Image.open(io.BytesIO(data)) as image:
+        image.load()
+    except Exception as e:  # noqa: BLE001
+      raise ImageFileError(f"Image file {path!r} is corrupt or truncated: {type(e).__name__}: "
+                           f"{e}") from e
+  bits = _png_bit_depth(data[:32])
   if mode in _HIGH_DEPTH_MODES or (bits is not None and bits > 8):
     depth = f"{bits}-bit" if bits else f"mode {mode!r}"
     raise ImageFileError(
@@ -214,45 +240,6 @@ def resized_size(width: int, height: int, preprocess: str, load_size: int,
   if preprocess == "crop":
     return width, height
   raise ValueError(f"Unknown preprocess {preprocess!r}; expected one of {PREPROCESS_MODES}.")
-
-
-def prepare_image(image: Image.Image, channels: int, preprocess: str, load_size: int,
-                  crop_size: int) -> np.ndarray:
-  """The reference's steps before the random crop: RGB, grey if `channels` == 1, resize (bicubic).
-
-  Returns uint8 (H, W, channels).
-  """
-  image = image.convert("RGB")
-  if channels == 1:
-    image = image.convert("L")  # torchvision Grayscale(1) on a PIL image is exactly this
-  size = resized_size(image.width, image.height, preprocess, load_size, crop_size)
-  if size[0] < 1 or size[1] < 1:
-    raise ValueError(f"a {image.width}x{image.height} image becomes {size[0]}x{size[1]} with "
-                     f"preprocess={preprocess!r}")
-  if size != image.size:
-    image = image.resize(size, Image.BICUBIC)
-  array = np.asarray(image, dtype=np.uint8)
-  return array[:, :, None] if array.ndim == 2 else array
-
-
-def decode(data: bytes, name: str) -> Image.Image:
-  """PIL image from encoded bytes; a failure names `name` (the file or the tfds split)."""
-  try:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-  except Exception as e:  # noqa: BLE001
-    raise ImageFileError(f"Cannot decode image {name}: {type(e).__name__}: {e}") from e
-  if image.mode in _ALPHA_MODES or image.mode in _HIGH_DEPTH_MODES:
-    raise ImageFileError(f"Image {name} has mode {image.mode}; translate reads 8-bit RGB or grey "
-                         f"images without alpha.")
-  return image
-
-
-def split_ab(image: Image.Image) -> tuple[Image.Image, Image.Image]:
-  """Left and right halves of an A|B image, as the reference's AlignedDataset (B gets an odd column)."""
-  w, h = image.size
-  half = int(w / 2)
-  return image.crop((0, 0, half, h)), image.crop((half, 0, w, h))
 
 
 def paired_halves_size(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -33,9 +33,12 @@ reference defaults):
                     as a whole index list, as the reference's DataLoader does).
 
 What it does, and where it follows or leaves the PyTorch reference (pytorch-CycleGAN-and-pix2pix):
-  * Pixels before the random crop are the reference's exactly: images are decoded, converted (RGB,
-    then grey for 1 channel) and resized (bicubic) by PIL itself (`translate.data.images`). Crop, flip
-    and scaling ((x / 255 - 0.5) / 0.5, float32, as ToTensor + Normalize) are TF ops.
+  * Pixels are the reference's bit for bit up to the random crop, though everything runs as TF ops
+    (parallel, no Python or GIL in the pipeline): JPEGs are decoded with libjpeg's accurate DCT as PIL
+    does, grey is PIL's convert('L') formula, and `pil_bicubic_resize` is Pillow's bicubic resampling
+    (its fixed-point weights, column pass, uint8 rounding, row pass); the tests compare with PIL.
+    Scaling is (x / 255 - 0.5) / 0.5 in float32, as ToTensor + Normalize. (A first version called PIL
+    through tf.numpy_function: a live iterator then hung the interpreter at exit.)
   * Unpaired (UnalignedDataset): A and B are two separately shuffled and repeated streams, zipped, so
     which B meets which A changes from epoch to epoch (the reference draws a random B index for each
     A). Each stream gets its own crop and flip. Paired (AlignedDataset): the A|B image is split
@@ -54,8 +57,8 @@ What it does, and where it follows or leaves the PyTorch reference (pytorch-Cycl
   * Multi-host: tfds splits are read with `tfds.split_for_jax_process`; folder file lists and the
     in-memory digits are split by stride (process_index::process_count). `dataset_size` is global.
   * Files are checked at start-up (`images.validate_images`): a missing or empty folder, a non-image
-    file, a corrupt image, an alpha channel (RGBA) or 16-bit samples each raise `ImageFileError` naming
-    the file and the fix. Images of different sizes are fine when preprocessing gives them one size;
+    file, a corrupt or truncated image, a format TF cannot decode (TIFF, PPM), an alpha channel (RGBA)
+    or 16-bit samples each raise `ImageFileError` naming the file and the fix. Images of different sizes are fine when preprocessing gives them one size;
     with 'none'/'scale_width' and batch_size > 1 they must come out the same size (checked too).
   * The cycle_gan tfds 'label' feature names the domain (0 = A, 1 = B), not the content, so tfds
     batches carry no labels. The reference truncates max_dataset_size in os.walk order; we truncate
@@ -277,11 +280,16 @@ def _paired_files(opts: Options, split: str, pi: int, pc: int, validate: bool) -
 # Size checks that need the image sizes (folders: from the headers read at validation)
 # ----------------------------------------------------------------------------------------------------
 def _check_sizes(named_sizes: list[tuple[str, tuple[int, int]]], opts: Options,
-                 batch_size: int) -> None:
-  """Crop must fit each (resized) image; without a crop, batching needs one output size."""
-  outputs = {}
+                 batch_size: int) -> tuple[int, int] | None:
+  """Crop must fit each (resized) image; without a crop, batching needs one output size.
+
+  Returns the (height, width) all images have after the resize (before any crop) when it is one
+  size, so the pipeline can give its tensors static shapes; None otherwise.
+  """
+  outputs, resized = {}, set()
   for name, (w, h) in named_sizes:
     rw, rh = image_files.resized_size(w, h, opts.preprocess, opts.load_size, opts.crop_size)
+    resized.add((rh, rw))
     if rw < 1 or rh < 1:
       raise ImageFileError(f"Image {name} ({w}x{h}) becomes {rw}x{rh} with "
                            f"preprocess={opts.preprocess!r}; it is too small.")
@@ -298,6 +306,7 @@ def _check_sizes(named_sizes: list[tuple[str, tuple[int, int]]], opts: Options,
         f"With preprocess={opts.preprocess!r} images keep different sizes ({n1} becomes "
         f"{s1[0]}x{s1[1]}, {n2} becomes {s2[0]}x{s2[1]}), which cannot be batched with "
         f"batch_size={batch_size}. Use batch_size=1 or a preprocess with a crop.")
+  return resized.pop() if len(resized) == 1 else None
 
 
 def _file_sizes(files: _Files, paired: bool, half: int = 0) -> list[tuple[str, tuple[int, int]]]:
@@ -311,8 +320,124 @@ def _file_sizes(files: _Files, paired: bool, half: int = 0) -> list[tuple[str, t
 
 
 # ----------------------------------------------------------------------------------------------------
-# Per-element transforms
+# Per-element transforms, all TF ops (no Python in the pipeline: no GIL, and no hang at exit)
 # ----------------------------------------------------------------------------------------------------
+# Pillow's fixed point for 8-bit resampling (Resample.c: PRECISION_BITS = 32 - 8 - 2).
+_PRECISION_BITS = 22
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+  """Encoded JPEG/PNG/BMP/GIF/WebP -> uint8 (H, W, 3), as PIL's `Image.open(f).convert('RGB')`.
+
+  JPEGs use libjpeg's accurate integer DCT, the one PIL uses (TF's default fast DCT differs by a few
+  levels); grey and palette images are expanded to RGB as PIL's convert does.
+  """
+  image = tf.cond(
+      tf.io.is_jpeg(encoded),
+      lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+  image.set_shape([None, None, 3])
+  return image
+
+
+def rgb_to_grey(image: tf.Tensor) -> tf.Tensor:
+  """PIL's convert('L') (torchvision's Grayscale(1) on PIL images): ITU-R 601-2 luma in 16-bit fixed
+  point, (19595 R + 38470 G + 7471 B + 2^15) >> 16. uint8 (H, W, 3) -> uint8 (H, W, 1)."""
+  rgb = tf.cast(image, tf.int32)
+  luma = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) // 65536
+  return tf.cast(luma, tf.uint8)[..., None]
+
+
+def resized_size(height: tf.Tensor, width: tf.Tensor, opts: Options) -> tuple[tf.Tensor, tf.Tensor]:
+  """`images.resized_size` (the reference's resize rules) on int32 tensors, as (height, width)."""
+  if opts.preprocess == "resize_and_crop":
+    return tf.constant(opts.load_size), tf.constant(opts.load_size)
+  if opts.preprocess in ("scale_width", "scale_width_and_crop"):
+    load, crop = opts.load_size, opts.crop_size
+    # Python's load * h / w: the exact integer product, one correctly rounded division
+    scaled = tf.cast(load * height, tf.float64) / tf.cast(width, tf.float64)
+    new_h = tf.cast(tf.maximum(scaled, float(crop)), tf.int32)
+    keep = tf.logical_and(tf.equal(width, load), height >= crop)
+    return tf.where(keep, height, new_h), tf.where(keep, width, tf.constant(load))
+  if opts.preprocess == "none":  # round(x / 4) * 4 with round half to even, as Python's round
+    base = image_files.SIZE_BASE
+    to_base = lambda x: tf.cast(tf.round(tf.cast(x, tf.float64) / base), tf.int32) * base  # noqa: E731
+    return to_base(height), to_base(width)
+  return height, width  # crop
+
+
+def _bicubic_filter(x: tf.Tensor) -> tf.Tensor:
+  """Pillow's bicubic_filter (a = -0.5), with its float64 operation order."""
+  x = tf.abs(x)
+  near = ((1.5 * x - 2.5) * x) * x + 1.0  # ((a + 2) x - (a + 3)) x x + 1
+  far = (((x - 5.0) * x + 8.0) * x - 4.0) * -0.5  # (((x - 5) x + 8) x - 4) a
+  return tf.where(x < 1.0, near, tf.where(x < 2.0, far, tf.zeros_like(x)))
+
+
+def _pil_coefficients(in_size: tf.Tensor, out_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """Pillow's precompute_coeffs + normalize_coeffs_8bpc for a bicubic resize of one axis.
+
+  Returns (input index, fixed-point weight), each (out_size, ksize): output pixel i is
+  sum_j weight[i, j] * input[index[i, j]]. Taps beyond Pillow's window have weight 0.
+  """
+  scale = tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
+  filterscale = tf.maximum(scale, 1.0)
+  support = 2.0 * filterscale  # the bicubic filter's support, widened when shrinking
+  ksize = tf.cast(tf.math.ceil(support), tf.int32) * 2 + 1
+  center = (tf.cast(tf.range(out_size), tf.float64) + 0.5) * scale
+  # C's (int) casts truncate toward zero, as tf.cast does
+  xmin = tf.maximum(tf.cast(center - support + 0.5, tf.int32), 0)
+  count = tf.minimum(tf.cast(center + support + 0.5, tf.int32), in_size) - xmin
+  taps = tf.range(ksize)
+  index = xmin[:, None] + taps[None, :]
+  t = ((tf.cast(index, tf.float64) - center[:, None]) + 0.5) * (1.0 / filterscale)
+  weight = tf.where(taps[None, :] < count[:, None], _bicubic_filter(t), 0.0)
+  total = tf.reduce_sum(weight, axis=1, keepdims=True)
+  weight = tf.where(total != 0.0, weight / total, weight)
+  # (int)(k * 2^22 + 0.5) for k >= 0, (int)(k * 2^22 - 0.5) for k < 0: round half away from zero
+  fixed = tf.sign(weight) * tf.floor(tf.abs(weight) * float(1 << _PRECISION_BITS) + 0.5)
+  return tf.minimum(index, in_size - 1), tf.cast(fixed, tf.int32)
+
+
+def _pil_resample_axis(image: tf.Tensor, out_size: tf.Tensor, axis: int) -> tf.Tensor:
+  """One of Pillow's two 8-bit passes along `axis` (0: rows, 1: columns) of int32 (H, W, C)."""
+  index, weight = _pil_coefficients(tf.shape(image)[axis], out_size)
+  taps = tf.gather(image, index, axis=axis)  # axis 1: (H, out, k, C); axis 0: (out, k, W, C)
+  if axis == 1:
+    total = tf.reduce_sum(taps * weight[None, :, :, None], axis=2)
+  else:
+    total = tf.reduce_sum(taps * weight[:, :, None, None], axis=1)
+  half = 1 << (_PRECISION_BITS - 1)  # Pillow starts each sum at 1/2 to round
+  return tf.clip_by_value((total + half) // (1 << _PRECISION_BITS), 0, 255)
+
+
+def pil_bicubic_resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+  """PIL's `Image.resize((width, height), Image.BICUBIC)` on uint8 (H, W, C), bit for bit.
+
+  Pillow's Resample.c resamples columns first, rounds and clips to uint8, then resamples rows; each
+  pass is skipped when its size does not change. Done here with the same fixed-point weights. Note:
+  Pillow 13 (installed here) resamples rows first for some shape pairs, by a rule we have not found;
+  for those the two results differ by intermediate rounding (<= 1 level on natural images, more on
+  pure noise). tests/test_input_pipeline.py shows each pass is exact in either order.
+  """
+  shape = tf.shape(image)
+  out = tf.cast(image, tf.int32)
+  out = tf.cond(tf.equal(shape[1], width), lambda: out,
+                lambda: _pil_resample_axis(out, width, axis=1))
+  out = tf.cond(tf.equal(shape[0], height), lambda: out,
+                lambda: _pil_resample_axis(out, height, axis=0))
+  return tf.cast(out, tf.uint8)
+
+
+def prepare(image: tf.Tensor, channels: int, opts: Options) -> tf.Tensor:
+  """The reference's deterministic steps: grey if `channels` == 1, then the bicubic resize."""
+  if channels == 1 and image.shape[-1] != 1:
+    image = rgb_to_grey(image)
+  shape = tf.shape(image)
+  height, width = resized_size(shape[0], shape[1], opts)
+  return pil_bicubic_resize(image, height, width)
+
+
 def _stream_seed(seed: int, process_index: int, stream: str) -> int:
   """A 31-bit seed for one stream of one process: different streams draw independent crops/flips."""
   return zlib.crc32(f"{seed}/{process_index}/{stream}".encode()) & 0x7FFFFFFF
@@ -324,21 +449,22 @@ def _crop_and_flip(images: list[tf.Tensor], key: tf.Tensor, opts: Options, train
   h, w = shape[0], shape[1]
   if opts.crops:
     size = opts.crop_size
-    tf.debugging.assert_greater_equal(
+    check = tf.debugging.assert_greater_equal(
         tf.minimum(h, w), size,
         message=f"an image is smaller than crop_size={size} after preprocess={opts.preprocess!r}")
-    if train:
-      u = tf.random.stateless_uniform([2], seed=key, dtype=tf.float32)
-      y = tf.cast(tf.floor(u[0] * tf.cast(h - size + 1, tf.float32)), tf.int32)
-      x = tf.cast(tf.floor(u[1] * tf.cast(w - size + 1, tf.float32)), tf.int32)
-      y, x = tf.minimum(y, h - size), tf.minimum(x, w - size)
-    else:  # torchvision CenterCrop's offsets: int(round((h - size) / 2))
-      y = tf.cast(tf.round(tf.cast(h - size, tf.float32) / 2), tf.int32)
-      x = tf.cast(tf.round(tf.cast(w - size, tf.float32) / 2), tf.int32)
+    with tf.control_dependencies([check]):
+      if train:  # uniform offsets in [0, h - size] x [0, w - size], as RandomCrop / get_params
+        u = tf.random.stateless_uniform([2], seed=key, dtype=tf.float32)
+        y = tf.cast(tf.floor(u[0] * tf.cast(h - size + 1, tf.float32)), tf.int32)
+        x = tf.cast(tf.floor(u[1] * tf.cast(w - size + 1, tf.float32)), tf.int32)
+        y, x = tf.minimum(y, h - size), tf.minimum(x, w - size)
+      else:  # torchvision CenterCrop's offsets: int(round((h - size) / 2))
+        y = tf.cast(tf.round(tf.cast(h - size, tf.float32) / 2), tf.int32)
+        x = tf.cast(tf.round(tf.cast(w - size, tf.float32) / 2), tf.int32)
     images = [image[y:y + size, x:x + size] for image in images]
   if train and not opts.no_flip:
     flip_key = tf.random.experimental.stateless_fold_in(key, 1)
-    flip = tf.random.stateless_uniform([], seed=flip_key) > 0.5
+    flip = tf.random.stateless_uniform([], seed=flip_key) > 0.5  # the reference: random() > 0.5
     images = [tf.cond(flip, lambda im=im: tf.reverse(im, axis=[1]), lambda im=im: im)
               for im in images]
   return images
@@ -352,42 +478,9 @@ def _to_float(image: tf.Tensor, channels: int, opts: Options) -> tf.Tensor:
   return image
 
 
-def _static_hw(opts: Options) -> tuple[int | None, int | None]:
-  if opts.preprocess == "resize_and_crop":
-    return opts.load_size, opts.load_size
-  return None, None
-
-
-def _prepare_bytes_fn(opts: Options, channels: int, paired: bool):
-  """numpy function: encoded bytes (+ name for messages) -> prepared uint8 image(s)."""
-
-  def prepare(data, name):
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    image = image_files.decode(bytes(data), name)
-    if not paired:
-      return image_files.prepare_image(image, channels, opts.preprocess, opts.load_size,
-                                       opts.crop_size)
-    halves = image_files.split_ab(image)
-    if opts.direction == "BtoA":
-      halves = halves[::-1]
-    return tuple(image_files.prepare_image(half, c, opts.preprocess, opts.load_size, opts.crop_size)
-                 for half, c in zip(halves, (opts.input_nc, opts.output_nc)))
-
-  return prepare
-
-
-def _prepare_array_fn(opts: Options):
-  def prepare(array):
-    from PIL import Image
-    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    channels = array.shape[-1]
-    return image_files.prepare_image(image, channels, opts.preprocess, opts.load_size,
-                                     opts.crop_size)
-  return prepare
-
-
-def _set_hw(image: tf.Tensor, opts: Options, channels: int) -> tf.Tensor:
-  image.set_shape([*_static_hw(opts), channels])
+def _set_hw(image: tf.Tensor, hw: tuple[int, int] | None, channels: int) -> tf.Tensor:
+  """Static shape of a prepared image: (height, width) when known at start-up, and its channels."""
+  image.set_shape([*(hw or (None, None)), channels])
   return image
 
 
@@ -404,7 +497,8 @@ def _index_stream(n: int, train: bool, opts: Options, shuffle_seed: int) -> tf.d
 
 
 def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool, seed: int,
-                     pi: int, length: int | None, skip: int) -> tf.data.Dataset:
+                     pi: int, length: int | None, skip: int,
+                     hw: tuple[int, int] | None) -> tf.data.Dataset:
   """Dataset of {key: float image, label_key: int32} for one domain, `length` items (None = forever)."""
   stream_seed = _stream_seed(seed, pi, key)
   label_key = f"label_{key}"
@@ -412,12 +506,9 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
   if isinstance(domain, _Files):
     paths = tf.constant(domain.paths)
     ds = _index_stream(len(domain.paths), train, opts, stream_seed)
-    prepare = _prepare_bytes_fn(opts, channels, paired=False)
 
     def load(index):
-      path = paths[index]
-      image = tf.numpy_function(prepare, [tf.io.read_file(path), path], tf.uint8, stateful=False)
-      return {key: _set_hw(image, opts, channels)}
+      return {key: prepare(decode_image(tf.io.read_file(paths[index])), channels, opts)}
 
   elif isinstance(domain, _Arrays):
     images = tf.constant(domain.images)
@@ -426,14 +517,10 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
     h, w = domain.images.shape[1:3]
     needs_resize = image_files.resized_size(w, h, opts.preprocess, opts.load_size,
                                             opts.crop_size) != (w, h)
-    prepare = _prepare_array_fn(opts)
 
     def load(index):
-      image = tf.gather(images, index)
-      if needs_resize:
-        image = _set_hw(tf.numpy_function(prepare, [image], tf.uint8, stateful=False), opts,
-                        channels)
-      out = {key: image}
+      image = tf.gather(images, index)  # already grey where channels == 1
+      out = {key: prepare(image, channels, opts) if needs_resize else image}
       if labels is not None:
         out[label_key] = tf.gather(labels, index)
       return out
@@ -441,6 +528,7 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
   else:  # _Tfds
     import tensorflow_datasets as tfds
     shuffle = train and not opts.serial_batches
+    # Encoded images are shuffled (small) and decoded after, as files are.
     ds = tfds.load(domain.name, split=domain.split, data_dir=domain.data_dir,
                    decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=shuffle,
                    read_config=tfds.ReadConfig(shuffle_seed=stream_seed))
@@ -449,12 +537,9 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
       if shuffle:
         ds = ds.shuffle(opts.shuffle_buffer, seed=stream_seed, reshuffle_each_iteration=True)
       ds = ds.repeat()
-    name = f"from tfds {domain.name} split {domain.split}"
-    prepare = _prepare_bytes_fn(opts, channels, paired=False)
 
     def load(encoded):
-      image = tf.numpy_function(prepare, [encoded, name], tf.uint8, stateful=False)
-      return {key: _set_hw(image, opts, channels)}
+      return {key: prepare(decode_image(encoded), channels, opts)}
 
   if length is not None:
     ds = ds.repeat().take(length)
@@ -464,26 +549,28 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
   def transform(i, item):
     out = load(item)
     element_key = tf.stack([tf.constant(stream_seed, tf.int64), i])
-    (image,) = _crop_and_flip([out[key]], element_key, opts, train)
+    (image,) = _crop_and_flip([_set_hw(out[key], hw, channels)], element_key, opts, train)
     out[key] = _to_float(image, channels, opts)
     return out
 
   return ds.map(transform, num_parallel_calls=AUTOTUNE)
 
 
-def _paired_stream(files: _Files, opts: Options, train: bool, seed: int, pi: int,
-                   skip: int) -> tf.data.Dataset:
+def _paired_stream(files: _Files, opts: Options, train: bool, seed: int, pi: int, skip: int,
+                   hws: tuple) -> tf.data.Dataset:
   stream_seed = _stream_seed(seed, pi, "AB")
   paths = tf.constant(files.paths)
-  prepare = _prepare_bytes_fn(opts, 0, paired=True)
   ds = _index_stream(len(files.paths), train, opts, stream_seed).enumerate().skip(skip)
 
   @tf.autograph.experimental.do_not_convert
   def transform(i, index):
-    path = paths[index]
-    a, b = tf.numpy_function(prepare, [tf.io.read_file(path), path], (tf.uint8, tf.uint8),
-                             stateful=False)
-    a, b = _set_hw(a, opts, opts.input_nc), _set_hw(b, opts, opts.output_nc)
+    image = decode_image(tf.io.read_file(paths[index]))
+    half = tf.shape(image)[1] // 2  # the reference's int(w / 2): A = left, B = the rest
+    halves = [image[:, :half], image[:, half:]]
+    if opts.direction == "BtoA":
+      halves = halves[::-1]
+    a = _set_hw(prepare(halves[0], opts.input_nc, opts), hws[0], opts.input_nc)
+    b = _set_hw(prepare(halves[1], opts.output_nc, opts), hws[1], opts.output_nc)
     element_key = tf.stack([tf.constant(stream_seed, tf.int64), i])
     a, b = _crop_and_flip([a, b], element_key, opts, train)
     return {"A": _to_float(a, opts.input_nc, opts), "B": _to_float(b, opts.output_nc, opts)}
@@ -529,23 +616,28 @@ def create_dataset(data_config: Any, split: str, batch_size: int, *, seed: int =
 
   if opts.paired:
     files = _paired_files(opts, split, pi, pc, validate=True)
-    for half in (0, 1):
-      _check_sizes(_file_sizes(files, True, half), opts, batch_size)
-    ds = _paired_stream(files, opts, train, seed, pi, skip)
+    # direction BtoA puts the right half (1) first
+    halves = (0, 1) if opts.direction == "AtoB" else (1, 0)
+    hws = tuple(_check_sizes(_file_sizes(files, True, half), opts, batch_size) for half in halves)
+    ds = _paired_stream(files, opts, train, seed, pi, skip, hws)
   else:
     domains = _unpaired_domains(opts, split, pi, pc, validate=True)
+    hws = {}
     for key in ("A", "B"):
       domain = domains[key]
       if isinstance(domain, _Files):
-        _check_sizes(_file_sizes(domain, False), opts, batch_size)
+        hws[key] = _check_sizes(_file_sizes(domain, False), opts, batch_size)
       elif isinstance(domain, _Arrays):
         h, w = domain.images.shape[1:3]
-        _check_sizes([(f"digits {split} {key} (all {w}x{h})", (w, h))], opts, 1)
+        hws[key] = _check_sizes([(f"digits {split} {key} (all {w}x{h})", (w, h))], opts, 1)
+      else:  # tfds: sizes are unknown until read; only resize_and_crop fixes them
+        hws[key] = ((opts.load_size, opts.load_size) if opts.preprocess == "resize_and_crop"
+                    else None)
     length = None
     if not train:  # one pass of the reference's serial test order: max(nA, nB) pairs
       length = max(_domain_length(domains["A"]), _domain_length(domains["B"]))
     streams = [
-        _unpaired_stream(domains[key], key, channels, opts, train, seed, pi, length, skip)
+        _unpaired_stream(domains[key], key, channels, opts, train, seed, pi, length, skip, hws[key])
         for key, channels in (("A", opts.input_nc), ("B", opts.output_nc))]
     merge = tf.autograph.experimental.do_not_convert(lambda a, b: {**a, **b})
     ds = tf.data.Dataset.zip(tuple(streams)).map(merge)
