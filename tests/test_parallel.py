@@ -39,10 +39,29 @@ for method_name in sys.argv[1:]:
     leaf = jax.tree_util.tree_leaves(state.params)[0]
     results[n] = (parallel.to_host(state), len(leaf.sharding.device_set))
   (s1, d1), (s8, d8) = results[1], results[8]
-  diffs = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))) if a.size else 0.0,
-                                 (s1.params, s1.collections, s1.extra),
-                                 (s8.params, s8.collections, s8.extra))
-  out[method_name] = {"max_diff": max(jax.tree_util.tree_leaves(diffs)), "devices": [d1, d8],
+  maxdiff = lambda a, b: float(np.max(np.abs(a - b))) if a.size else 0.0
+  # A bias right before an instance/batch norm has a zero gradient in exact arithmetic; what it gets
+  # is rounding noise, which Adam scales up to steps of size lr, so such a parameter's value differs
+  # between any two summation orders. Those are "dead": their Adam first moment on 1 device stays
+  # under 1e-4 of the group's largest (noise is ~1e-6 of it, real gradients 1e-2 and more). They are
+  # compared through the optimiser moments (the averaged gradients) instead.
+  def adam_states(opt_state):
+    return [s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: hasattr(x, "mu"))
+            if hasattr(s, "mu")]
+  def moments(state):
+    return [(s.mu, s.nu) for s in adam_states(state.opt_state)]
+  mu1 = {g: adam_states(s1.opt_state[g])[0].mu for g in s1.params}
+  top = {g: max(float(np.max(np.abs(m))) for m in jax.tree_util.tree_leaves(mu1[g]) if m.size)
+         for g in mu1}
+  dead = {g: jax.tree_util.tree_map(
+      lambda m: bool(np.max(np.abs(m)) < 1e-4 * top[g]) if m.size else False, mu1[g]) for g in mu1}
+  param_diffs = jax.tree_util.tree_map(lambda a, b, d: 0.0 if d else maxdiff(a, b),
+                                       s1.params, s8.params, dead)
+  other_diffs = jax.tree_util.tree_map(maxdiff, (s1.collections, s1.extra, moments(s1)),
+                                       (s8.collections, s8.extra, moments(s8)))
+  dead_names = [jax.tree_util.keystr(p) for p, d in jax.tree_util.tree_flatten_with_path(dead)[0] if d]
+  out[method_name] = {"max_diff": max(jax.tree_util.tree_leaves((param_diffs, other_diffs))),
+                      "devices": [d1, d8], "dead": dead_names,
                       "moved": float(max(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
                           lambda a: float(np.max(np.abs(a))), s1.params))))}
 print("RESULT" + json.dumps(out))
@@ -66,5 +85,7 @@ def test_eight_devices_equal_one_device(method):
   r = run_on_eight_devices(method)
   assert r["devices"] == [1, 8]  # the state really lived on 1 and on 8 devices
   assert r["moved"] > 0
-  # Parameters, batch-norm statistics and image pools after 2 steps agree to 1e-5.
+  # Parameters, batch-norm statistics, image pools and Adam moments after 2 steps agree to 1e-5.
   assert r["max_diff"] <= 1e-5, r
+  # Only biases feeding a norm layer may be dead (see SCRIPT); anything else means a lost gradient.
+  assert all(name.endswith("['bias']") for name in r["dead"]), r["dead"]

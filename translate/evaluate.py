@@ -49,10 +49,17 @@ def label_accuracy(config, method, state) -> dict:
 METRICS = {"label_acc": label_accuracy}
 
 
+def metrics_for(method=None) -> dict:
+  """The engine's metrics plus the method module's own `METRICS` (name -> fn(config, method, state)),
+  for metrics that need the method's own data (e.g. a target-domain accuracy)."""
+  return {**METRICS, **getattr(method, "METRICS", {})}
+
+
 def evaluate(config, method, state) -> dict:
+  registry = metrics_for(method)
   results = {}
   for name in config.eval.metrics:
-    results.update(METRICS[name](config, method, state))
+    results.update(registry[name](config, method, state))
   return results
 
 
