@@ -42,18 +42,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
   return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
-class FID(base.Metric):
-  """update(state, fake_features, real_features): either may be empty (None) for a batch.
-
-  The state is a pair of `MomentState`s (fake, real): jittable, mergeable, exact in the limit (the
-  merged mean/covariance equal those of all features at once, up to float32 rounding).
-  """
-
-  def __init__(self, dim: int = 2048):
-    self.dim = dim
-
-  def empty(self):
-    return (base.MomentState.empty(self.dim), base.MomentState.empty(self.dim))
+class _TwoSetMetric(base.Metric):
+  """A metric of two feature sets kept as a pair (fake, real) of accumulators that have `add` and
+  `merge`; a batch may bring features of either set or both."""
 
   def update(self, state, fake_features=None, real_features=None):
     fake, real = state
@@ -65,6 +56,20 @@ class FID(base.Metric):
 
   def merge(self, a, b):
     return a[0].merge(b[0]), a[1].merge(b[1])
+
+
+class FID(_TwoSetMetric):
+  """update(state, fake_features, real_features): either may be empty (None) for a batch.
+
+  The state is a pair of `MomentState`s (fake, real): jittable, mergeable, exact in the limit (the
+  merged mean/covariance equal those of all features at once, up to float32 rounding).
+  """
+
+  def __init__(self, dim: int = 2048):
+    self.dim = dim
+
+  def empty(self):
+    return (base.MomentState.empty(self.dim), base.MomentState.empty(self.dim))
 
   def compute(self, state) -> base.Result:
     mu1, s1 = state[0].mean_and_covariance()
@@ -102,7 +107,7 @@ def kernel_inception_distance(fake: np.ndarray, real: np.ndarray, num_subsets: i
   return base.Result(float(np.mean(values)), float(np.std(values)))
 
 
-class KID(base.Metric):
+class KID(_TwoSetMetric):
   """update(state, fake_features, real_features) into two `FeatureBank`s; compute -> KID x `scale`
   (100 by default, as U-GAT-IT's tables) with its std over subsets."""
 
@@ -112,17 +117,6 @@ class KID(base.Metric):
 
   def empty(self):
     return base.FeatureBank(), base.FeatureBank()
-
-  def update(self, state, fake_features=None, real_features=None):
-    fake, real = state
-    if fake_features is not None:
-      fake = fake.add(fake_features)
-    if real_features is not None:
-      real = real.add(real_features)
-    return fake, real
-
-  def merge(self, a, b):
-    return a[0].merge(b[0]), a[1].merge(b[1])
 
   def compute(self, state) -> base.Result:
     r = kernel_inception_distance(state[0].array(), state[1].array(), self.num_subsets,
