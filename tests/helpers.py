@@ -23,7 +23,7 @@ def tiny_config(method: str, batch_size: int = 4, preset: str | None = None):
     config.model.update(netG="unet_32", ngf=4, netD="n_layers", ndf=4, n_layers_D=1)
   elif method == "ugatit":
     config = load_config("configs/ugatit.py", preset or "digits")
-    config.model.update(ngf=4, n_res=1, ndf=4, n_layers_global=5, n_layers_local=3)
+    config.model.update(ngf=4, n_res=1, ndf=4, n_layers_global=4, n_layers_local=3)
   else:
     raise ValueError(method)
   config.batch_size = batch_size

@@ -5,8 +5,9 @@
 
 One image or a folder of images (png/jpg/bmp/webp), any size the generator accepts (divisible by 4 for
 ResNet generators, by 2**num_downs for U-Nets), grayscale or RGB: each is converted to the channel count
-of the model's input domain. Outputs are PNGs with the input's base name. As a library:
-`Translator(workdir).translate(images, direction)`.
+of the model's input domain. Outputs are PNGs with the input's base name. With `--attention`, methods
+whose generator has an attention map (those with `translate_with_attention`, e.g. U-GAT-IT) also write
+it as <name>_attention.png. As a library: `Translator(workdir).translate(images, direction)`.
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ class Translator:
     ckpt.close()
     self._fn = jax.jit(functools.partial(self.method.translate, self.config),
                        static_argnames="direction")
+    self._attention_fn = None
+    if hasattr(self.method, "translate_with_attention"):
+      self._attention_fn = jax.jit(functools.partial(self.method.translate_with_attention,
+                                                     self.config), static_argnames="direction")
 
   def channels(self, direction: str) -> int:
     domain = "A" if direction == "AtoB" else "B"
@@ -60,6 +65,22 @@ class Translator:
   def translate(self, images: np.ndarray, direction: str = "AtoB") -> np.ndarray:
     """float images in [-1, 1], NHWC with the input domain's channel count -> translated images."""
     return np.asarray(self._fn(self.state, jnp.asarray(images, jnp.float32), direction=direction))
+
+  @property
+  def has_attention(self) -> bool:
+    return self._attention_fn is not None
+
+  def check_attention(self) -> None:
+    if not self.has_attention:
+      raise ValueError(f"Method {self.config.method!r} has no generator attention map; translate "
+                       "without --attention.")
+
+  def translate_with_attention(self, images: np.ndarray, direction: str = "AtoB"):
+    """(translated images, attention images in [-1, 1]) for methods that have an attention map."""
+    self.check_attention()
+    y, attention = self._attention_fn(self.state, jnp.asarray(images, jnp.float32),
+                                      direction=direction)
+    return np.asarray(y), np.asarray(attention)
 
 
 def read_image(path: str, channels: int) -> np.ndarray:
@@ -91,8 +112,19 @@ def list_inputs(path: str) -> list[str]:
   return [path]
 
 
-def translate_files(workdir: str, input_path: str, output_dir: str, direction: str = "AtoB") -> list[str]:
+def _write_png(image: np.ndarray, path: str) -> None:
+  """A [-1, 1] float (H, W, C) image as an 8-bit PNG (grey for one channel)."""
+  y = np.clip((image + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+  Image.fromarray(y[..., 0] if y.shape[-1] == 1 else y).save(path)
+
+
+def translate_files(workdir: str, input_path: str, output_dir: str, direction: str = "AtoB",
+                    attention: bool = False) -> list[str]:
+  """Translates an image or a folder; returns the written paths (with `attention`, each translation
+  is followed by its <name>_attention.png)."""
   translator = Translator(workdir)
+  if attention:
+    translator.check_attention()  # before any file is written
   channels = translator.channels(direction)
   os.makedirs(output_dir, exist_ok=True)
   written = []
@@ -102,11 +134,19 @@ def translate_files(workdir: str, input_path: str, output_dir: str, direction: s
     if h % 4 or w % 4:
       raise ValueError(f"{path}: size {w}x{h} is not divisible by 4, which the generator needs; "
                        f"crop or resize it first.")
-    y = translator.translate(x[None], direction)[0]
-    y = np.clip((y + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-    out = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
-    Image.fromarray(y[..., 0] if y.shape[-1] == 1 else y).save(out)
+    name = os.path.splitext(os.path.basename(path))[0]
+    if attention:
+      y, heat = translator.translate_with_attention(x[None], direction)
+      y, heat = y[0], heat[0]
+    else:
+      y = translator.translate(x[None], direction)[0]
+    out = os.path.join(output_dir, name + ".png")
+    _write_png(y, out)
     written.append(out)
+    if attention:
+      out = os.path.join(output_dir, name + "_attention.png")
+      _write_png(heat, out)
+      written.append(out)
   return written
 
 
@@ -114,7 +154,8 @@ def main(argv):
   from absl import flags
   del argv
   FLAGS = flags.FLAGS
-  written = translate_files(FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.direction)
+  written = translate_files(FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.direction,
+                            attention=FLAGS.attention)
   print(f"Wrote {len(written)} image(s) to {FLAGS.output}")
 
 
@@ -124,5 +165,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("input", None, "An image file or a folder of images.")
   flags.DEFINE_string("output", None, "Output folder for the translated PNGs.")
   flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "Which generator to use.")
+  flags.DEFINE_bool("attention", False, "Also write the generator's attention map as "
+                    "<name>_attention.png (methods with one, e.g. U-GAT-IT).")
   flags.mark_flags_as_required(["workdir", "input", "output"])
   app.run(main)
