@@ -6,6 +6,9 @@
 Cases (the reference models at the reference widths, batch 1 per device):
   cyclegan_128, cyclegan_256   CycleGAN, resnet_9blocks, ngf 64, PatchGAN n_layers 3, 128 / 256 px
   pix2pix_256                  pix2pix, unet_256, ngf 64, batch norm, 256 px
+  ugatit_light_128, ugatit_128, ugatit_256
+                               U-GAT-IT, ngf 64, 4 res blocks, global/local D (7/5 layers), light or
+                               full generator (its MLP sized for the case's px), 128 / 256 px
 Each case: compile (first call) timed alone, then `--warmup` steps, then the median of `--iters` timed
 steps (each ends with block_until_ready). Peak memory: the device allocator's peak on GPU/TPU; on CPU
 the process's peak resident set size (includes everything the process holds). Random data, no input
@@ -33,6 +36,9 @@ CASES = {
     "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
     "cyclegan_256": ("configs/cyclegan.py:horse2zebra", 256, {}),
     "pix2pix_256": ("configs/pix2pix.py:folder", 256, {}),
+    "ugatit_light_128": ("configs/ugatit.py:selfie2anime_light", 128, {}),
+    "ugatit_128": ("configs/ugatit.py:selfie2anime", 128, {}),
+    "ugatit_256": ("configs/ugatit.py:selfie2anime", 256, {}),
 }
 
 
@@ -59,9 +65,11 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
   config = load_config(spec)
   config.update(overrides)
   config.batch_size = num_devices
+  config.data.crop_size = size  # networks built for an image size (U-GAT-IT's full generator) use it
   method = train.get_method(config.method)
   mesh = parallel.make_mesh(num_devices)
-  optimizers = training.make_optimizers(config.optim, 1000, method.GROUPS)
+  optimizers = (method.make_optimizers(config, 1000) if hasattr(method, "make_optimizers")
+                else training.make_optimizers(config.optim, 1000, method.GROUPS))
   rng = np.random.default_rng(0)
   shape = (config.batch_size, size, size, 3)
   example = {"A": np.zeros((1, *shape[1:]), np.float32), "B": np.zeros((1, *shape[1:]), np.float32)}

@@ -34,6 +34,12 @@ SPECTRAL = "spectral"  # collection holding spectral-norm power-iteration vector
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal", "default")
 
 
+def upcast(x: Array) -> Array:
+  """`x` in at least float32: norms and spectral norm compute in float32 for bf16/f32 inputs, and in
+  float64 when the model runs in float64 (exactness tests)."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def kernel_init(init_type: str = "normal", gain: float = 0.02) -> Initializer:
   """Initialiser for conv/dense kernels, as the CycleGAN/pix2pix `init_weights(net, init_type, gain)`.
 
@@ -140,14 +146,14 @@ class SpectralNorm(nn.Module):
         jax.random.normal(self.make_rng("params"), (n_in,), jnp.float32)))
     u, v = u_var.value, v_var.value
     if update_stats and not self.is_initializing():
-      w = lax.stop_gradient(matrix).astype(jnp.float32)
+      w = upcast(lax.stop_gradient(matrix))
       for _ in range(self.n_power_iterations):
         v = normalize(w.T @ u)
         u = normalize(w @ v)
       if self.is_mutable_collection(SPECTRAL):
         u_var.value, v_var.value = u, v
     u, v = lax.stop_gradient(u), lax.stop_gradient(v)
-    sigma = jnp.dot(u, matrix.astype(jnp.float32) @ v)
+    sigma = jnp.dot(u, upcast(matrix) @ v)
     return weight / sigma.astype(weight.dtype)
 
 
@@ -272,7 +278,7 @@ class ResizeConv2d(nn.Module):
 # Normalisations (torch semantics: eps inside the sqrt, biased variance unless said otherwise)
 # ----------------------------------------------------------------------------------------------------
 def _moments(x: Array, axes: Sequence[int], unbiased: bool = False) -> tuple[Array, Array]:
-  x32 = x.astype(jnp.float32)
+  x32 = upcast(x)
   mean = jnp.mean(x32, axis=axes, keepdims=True)
   var = jnp.mean(jnp.square(x32 - mean), axis=axes, keepdims=True)  # two-pass: no cancellation
   if unbiased:
@@ -284,7 +290,7 @@ def _moments(x: Array, axes: Sequence[int], unbiased: bool = False) -> tuple[Arr
 
 
 def _normalize(x: Array, mean: Array, var: Array, eps: float) -> Array:
-  return ((x.astype(jnp.float32) - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
+  return ((upcast(x) - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
 
 
 def _update_running_stats(module: nn.Module, ra_mean, ra_var, mean: Array, var: Array, n: int) -> None:
@@ -394,10 +400,10 @@ def _instance_layer_mix(x: Array, rho: Array, eps: float) -> Array:
   """rho * IN(x) + (1 - rho) * LN(x), with U-GAT-IT's unbiased variances."""
   in_mean, in_var = _moments(x, (1, 2), unbiased=True)
   ln_mean, ln_var = _moments(x, (1, 2, 3), unbiased=True)
-  x32 = x.astype(jnp.float32)
+  x32 = upcast(x)
   out_in = (x32 - in_mean) * lax.rsqrt(in_var + eps)
   out_ln = (x32 - ln_mean) * lax.rsqrt(ln_var + eps)
-  rho = rho.astype(jnp.float32)
+  rho = upcast(rho)
   return rho * out_in + (1.0 - rho) * out_ln
 
 
@@ -431,7 +437,7 @@ class AdaLIN(nn.Module):
     c = x.shape[-1]
     rho = self.param("rho", jax.nn.initializers.constant(self.rho_init), (c,))
     y = _instance_layer_mix(x, rho, self.eps)
-    y = y * gamma[:, None, None, :].astype(jnp.float32) + beta[:, None, None, :].astype(jnp.float32)
+    y = y * upcast(gamma[:, None, None, :]) + upcast(beta[:, None, None, :])
     return y.astype(x.dtype)
 
 
@@ -442,8 +448,8 @@ class AdaIN(nn.Module):
   @nn.compact
   def __call__(self, x: Array, gamma: Array, beta: Array) -> Array:
     mean, var = _moments(x, (1, 2))
-    y = (x.astype(jnp.float32) - mean) * lax.rsqrt(var + self.eps)
-    y = y * gamma[:, None, None, :].astype(jnp.float32) + beta[:, None, None, :].astype(jnp.float32)
+    y = (upcast(x) - mean) * lax.rsqrt(var + self.eps)
+    y = y * upcast(gamma[:, None, None, :]) + upcast(beta[:, None, None, :])
     return y.astype(x.dtype)
 
 

@@ -16,6 +16,11 @@ GAN_MODES = ("lsgan", "vanilla", "wgangp", "hinge")
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def _upcast(x: Array) -> Array:
+  """At least float32 (float64 inputs stay float64)."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _reduce(values: Array, reduction: str) -> Array:
   if reduction == "mean":
     return jnp.mean(values)
@@ -28,20 +33,20 @@ def _reduce(values: Array, reduction: str) -> Array:
 
 def l1_loss(pred: Array, target: Array, reduction: str = "mean") -> Array:
   """torch.nn.L1Loss: mean |pred - target|."""
-  return _reduce(jnp.abs(pred.astype(jnp.float32) - target.astype(jnp.float32)), reduction)
+  return _reduce(jnp.abs(_upcast(pred) - _upcast(target)), reduction)
 
 
 def mse_loss(pred: Array, target: Array, reduction: str = "mean") -> Array:
   """torch.nn.MSELoss: mean (pred - target)^2."""
-  return _reduce(jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)), reduction)
+  return _reduce(jnp.square(_upcast(pred) - _upcast(target)), reduction)
 
 
 def bce_with_logits(logits: Array, targets: Array | float, reduction: str = "mean") -> Array:
   """torch.nn.BCEWithLogitsLoss, in the overflow-free form
   max(x, 0) - x * t + log(1 + exp(-|x|)), exact for large |x| where log(sigmoid(x)) would saturate.
   `targets` may be an array of the same shape or a scalar (broadcast)."""
-  x = logits.astype(jnp.float32)
-  t = jnp.broadcast_to(jnp.asarray(targets, jnp.float32), x.shape)
+  x = _upcast(logits)
+  t = jnp.broadcast_to(jnp.asarray(targets, x.dtype), x.shape)
   return _reduce(jnp.maximum(x, 0.0) - x * t + jnp.log1p(jnp.exp(-jnp.abs(x))), reduction)
 
 
@@ -49,9 +54,9 @@ def cross_entropy(logits: Array, labels: Array, reduction: str = "mean") -> Arra
   """torch.nn.CrossEntropyLoss over the last axis. `labels` are integer class ids with the shape of
   `logits` minus its last axis, or per-class probabilities (one-hot or soft) of the same shape as
   `logits`."""
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  log_probs = jax.nn.log_softmax(_upcast(logits), axis=-1)
   if labels.shape == logits.shape and not jnp.issubdtype(labels.dtype, jnp.integer):
-    per_example = -jnp.sum(labels.astype(jnp.float32) * log_probs, axis=-1)
+    per_example = -jnp.sum(_upcast(labels) * log_probs, axis=-1)
   else:
     if labels.shape != logits.shape[:-1]:
       raise ValueError(f"labels of shape {labels.shape} do not fit logits of shape {logits.shape}: "
@@ -62,7 +67,7 @@ def cross_entropy(logits: Array, labels: Array, reduction: str = "mean") -> Arra
 
 
 def _gan_loss_single(pred: Array, target_is_real: bool, mode: str, for_discriminator: bool) -> Array:
-  pred = pred.astype(jnp.float32)
+  pred = _upcast(pred)
   if mode == "lsgan":  # MSE against the label 1 / 0
     return jnp.mean(jnp.square(pred - (1.0 if target_is_real else 0.0)))
   if mode == "vanilla":  # BCE with logits against the label 1 / 0 (D outputs logits)
@@ -115,8 +120,8 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
   (multi-scale critic); they are summed. The result is differentiable w.r.t. whatever `critic_fn`
   closes over (double backprop), so it can be part of the critic's loss.
   """
-  real = real.astype(jnp.float32)
-  fake = fake.astype(jnp.float32)
+  real = _upcast(real)
+  fake = _upcast(fake)
   if interpolation == "mixed":
     alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), jnp.float32)
     points = alpha * real + (1.0 - alpha) * fake
@@ -130,7 +135,7 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
   def total_score(x):
     out = critic_fn(x)
     outs = out if isinstance(out, (list, tuple)) else [out]
-    return sum(jnp.sum(o.astype(jnp.float32)) for o in outs)
+    return sum(jnp.sum(_upcast(o)) for o in outs)
 
   grads = jax.grad(total_score)(points).reshape(real.shape[0], -1)
   norms = jnp.sqrt(jnp.sum(jnp.square(grads + 1e-16), axis=1))
