@@ -13,7 +13,9 @@ size divisible by 4), e.g. `selfie2anime_light`.
 
 The reference trains for `--iteration` steps (1,000,000 by default), not epochs: `num_train_steps`
 holds that count here. `optim.lr_policy='linear'` is its `--decay_flag True`: the learning rate falls
-linearly to zero over the second half of the run; 'constant' keeps it.
+linearly to zero over the second half of the run; 'constant' keeps it. The decay is a function of
+num_train_steps, so resume a run with the num_train_steps it started with (as the reference's
+--resume needs the same --iteration).
 
 Augmentation as the reference's training transform (RandomHorizontalFlip, Resize(img_size + 30),
 RandomCrop(img_size)) on the engine's options: preprocess='resize_and_crop', load_size=img_size + 30,
