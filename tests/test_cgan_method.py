@@ -186,6 +186,10 @@ def test_config_errors(tmp_path):
   with pytest.raises(ValueError, match="class_acc"):
     train.train_and_evaluate(config, str(tmp_path / "b"))
   config = tiny_config("cgan")
+  config.eval.metrics = ("fid",)  # a built-in metric that translates test images
+  with pytest.raises(ValueError, match="do not apply to cgan"):
+    train.train_and_evaluate(config, str(tmp_path / "d"))
+  config = tiny_config("cgan")
   config.model.arch = "dcgan"  # conv nets are 32x32
   with pytest.raises(ValueError, match="image_size=32"):
     train.train_and_evaluate(config, str(tmp_path / "c"))
@@ -268,3 +272,12 @@ def test_gan_with_conv_nets(tmp_path):
   assert grid.shape == (10 * 34 + 2, 3 * 34 + 2, 3)
   with pytest.raises(ValueError, match="unconditional"):
     generate_cli.generate_grid(workdir, 4, "3")
+
+
+def test_evaluate_cli_computes_class_acc(cgan_runs):
+  from translate import evaluate
+  straight, _, _, results = cgan_runs
+  record = evaluate.evaluate_workdir(straight, ["class_acc"], overrides={"max_images": 20})
+  # the same checkpoint, noise and classifier as the run's final evaluation
+  assert record["results"]["class_acc"] == pytest.approx(results["class_acc"])
+  assert os.path.exists(os.path.join(straight, "evaluation.md"))

@@ -59,6 +59,11 @@ def check_config(config) -> None:
     raise ValueError("model.arch='dcgan' generates 32x32 images; set data.image_size=32.")
   if m.z_dist not in ("uniform", "normal"):
     raise ValueError(f"Unknown model.z_dist {m.z_dist!r}; expected 'uniform' or 'normal'.")
+  supported = ("class_acc",) if is_conditional(config) else ()
+  unsupported = [n for n in config.eval.metrics if n not in supported]
+  if unsupported:  # the engine's built-in metrics translate test images, which this family does not
+    raise ValueError(f"eval.metrics {unsupported} do not apply to {config.method}; it supports "
+                     f"{list(supported) or 'none'}.")
   if d.source != "mnist":
     raise ValueError(f"The {config.method} method reads the embedded MNIST digits; data.source must be "
                      f"'mnist', got {d.source!r}.")
