@@ -80,7 +80,7 @@ def run_on_eight_devices(method: str) -> dict:
 
 # Every method's train step must be data-parallel exactly: add new methods here (and to
 # tests/helpers.py: tiny_config, make_batch).
-@pytest.mark.parametrize("method", ["cyclegan", "pix2pix"])
+@pytest.mark.parametrize("method", ["cyclegan", "pix2pix", "cgan", "gan"])
 def test_eight_devices_equal_one_device(method):
   r = run_on_eight_devices(method)
   assert r["devices"] == [1, 8]  # the state really lived on 1 and on 8 devices

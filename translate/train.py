@@ -222,7 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   def write_samples(step):
     images = parallel.to_host(sample_fn(state, sample_batch))
-    grid = visualize.make_grid(images)
+    # A method may show more than the default 8 samples per column (SAMPLE_GRID_ROWS).
+    grid = visualize.make_grid(images, max_rows=getattr(method, "SAMPLE_GRID_ROWS", 8))
     if parallel.is_main_process():
       writer.write_images(step, {"samples": grid[None]})
       visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:08d}.png"))
