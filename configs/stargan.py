@@ -53,8 +53,10 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
   # Adam 1e-4 for G and D, betas (0.5, 0.999); linear decay to 0 over the last num_steps_decay steps.
   # (n_epochs / n_epochs_decay / lr_policy of the base config are not used by StarGAN.)
   c.optim.update(lr=1e-4, lr_G=1e-4, lr_D=1e-4, b1=0.5, b2=0.999)
-  c.optim.num_steps_decay = 100000
-  c.num_train_steps = 200000
+  # The schedule's length (the reference's num_iters) and decay; num_train_steps = -1 runs all of it,
+  # a positive value stops earlier on the same schedule.
+  c.optim.num_steps, c.optim.num_steps_decay = 200000, 100000
+  c.num_train_steps = -1
   c.batch_size = 16
   c.log_every, c.sample_every, c.checkpoint_every = 10, 1000, 10000
   c.eval.batch_size = 16
@@ -64,15 +66,15 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
   elif arg == "both":
     d.sources = ("celeba", "folder")
     # an iteration is one step per data set
-    c.num_train_steps, c.optim.num_steps_decay = 2 * 200000, 2 * 100000
+    c.optim.num_steps, c.optim.num_steps_decay = 2 * 200000, 2 * 100000
   elif arg in ("digits", "digits_both"):
     d.sources = ("digits",) if arg == "digits" else ("digits", "digits_class")
     d.update(image_size=32, channels=1, no_flip=True)
     # 32 px: the reference's 6 stride-2 D convs would leave 0.5 px; 4 leave a 2x2 critic map.
     c.model.update(g_conv_dim=16, d_conv_dim=16, g_repeat_num=3, d_repeat_num=4)
     c.batch_size = 16
-    c.num_train_steps = 3000 if arg == "digits" else 6000
-    c.optim.num_steps_decay = c.num_train_steps // 2
+    c.optim.num_steps = 3000 if arg == "digits" else 6000
+    c.optim.num_steps_decay = c.optim.num_steps // 2
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 50, 500, 500, 0
     c.eval.metrics = ("target_acc",)
     c.eval.max_images = 500

@@ -31,7 +31,8 @@ for method_name in sys.argv[1:]:
   results = {}
   for n in (1, 8):
     mesh = parallel.make_mesh(n)
-    optimizers = training.make_optimizers(config.optim, 10, method.GROUPS)
+    optimizers = (method.make_optimizers(config, 10) if hasattr(method, "make_optimizers")
+                  else training.make_optimizers(config.optim, 10, method.GROUPS))
     state = train.create_train_state(config, method, mesh, optimizers, example)
     step = train.make_train_step(config, method, mesh, optimizers)
     for b in batches:
@@ -80,7 +81,7 @@ def run_on_eight_devices(method: str) -> dict:
 
 # Every method's train step must be data-parallel exactly: add new methods here (and to
 # tests/helpers.py: tiny_config, make_batch).
-@pytest.mark.parametrize("method", ["cyclegan", "pix2pix"])
+@pytest.mark.parametrize("method", ["cyclegan", "pix2pix", "stargan"])
 def test_eight_devices_equal_one_device(method):
   r = run_on_eight_devices(method)
   assert r["devices"] == [1, 8]  # the state really lived on 1 and on 8 devices

@@ -58,11 +58,12 @@ def check_config(config) -> None:
     raise ValueError(f"model.label_names {list(m.label_names)} differ from the data's labels "
                      f"{list(names)}.")
   m.label_names = names
-  if config.num_train_steps < 1:
-    raise ValueError("StarGAN counts its run in steps: set num_train_steps (> 0).")
-  if not 0 <= config.optim.num_steps_decay <= config.num_train_steps:
-    raise ValueError(f"optim.num_steps_decay={config.optim.num_steps_decay} must be in "
-                     f"[0, num_train_steps={config.num_train_steps}].")
+  o = config.optim
+  if o.num_steps < 1 or not 0 <= o.num_steps_decay <= o.num_steps:
+    raise ValueError(f"optim.num_steps={o.num_steps} must be >= 1 and optim.num_steps_decay="
+                     f"{o.num_steps_decay} in [0, num_steps].")
+  if config.num_train_steps <= 0:  # the whole schedule; a positive value stops earlier (same schedule)
+    config.num_train_steps = o.num_steps
   if config.loss.n_critic < 1:
     raise ValueError(f"loss.n_critic={config.loss.n_critic} must be >= 1.")
   if d.image_size % 2 ** m.d_repeat_num:
@@ -94,13 +95,13 @@ def build_networks(config) -> dict:
 
 
 def make_optimizers(config, steps_per_epoch: int = 1) -> dict:
-  """Adam (g_lr = d_lr = 1e-4, betas 0.5/0.999) held for num_train_steps - num_steps_decay steps, then
+  """Adam (g_lr = d_lr = 1e-4, betas 0.5/0.999) held for num_steps - num_steps_decay steps, then
   decayed linearly to 0 (the paper's schedule; the reference code's decrement is 1000x smaller). Each
   optimiser counts its own updates, G's one per n_critic iterations, so its schedule is in G updates."""
   del steps_per_epoch  # StarGAN counts in steps
   o, n_critic = config.optim, config.loss.n_critic
   decay = o.num_steps_decay
-  hold = config.num_train_steps - decay
+  hold = o.num_steps - decay
   out = {}
   for group, lr, per in (("G", o.lr_G or o.lr, n_critic), ("D", o.lr_D or o.lr, 1)):
     schedule = training.lr_schedule(lr, 1, hold // per, -(-decay // per),
@@ -233,7 +234,10 @@ def translate(config, state, images, target_labels):
 
 
 def classify(config, state, images) -> jax.Array:
-  """D's domain logits (B, num_classes)."""
+  """D's domain logits (B, num_classes); images of another size are resized to D's input size."""
+  size = config.data.image_size
+  if images.shape[1:3] != (size, size):
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "linear")
   return build_networks(config)["D"].apply({"params": state.params["D"]["D"]}, images)[1]
 
 
@@ -285,6 +289,11 @@ def domain_targets(config, c_org) -> list[tuple[str, jax.Array]]:
         c = c.at[:, lo + i].set(1.0 - c[:, lo + i])
       out.append((name, c))
   return out
+
+
+def target_names(config) -> list[str]:
+  """Names of `domain_targets`' targets, in order (the grid's columns after the input)."""
+  return [s_name for s in layout(config).sets for s_name in s.names]
 
 
 def translate_all(config, state, images, labels=None) -> tuple[list[str], jax.Array]:
