@@ -13,6 +13,12 @@ lr 0.1 decayed exponentially (factor 1.00004 per step) to 1e-6, momentum 0.5 ris
 validation log-likelihood. Here: the same nets (tanh output for [-1, 1] images), Adam (lr 2e-4,
 b1 0.5: the DCGAN setting, stable without the paper's schedules), batch 100, sized to train in a few
 minutes on 2 CPU cores.
+
+Measured (default preset, 5000 steps, ~10 steps/s on 2 shared CPU cores, ~12 min with evaluations):
+class_acc 0.09 / 0.40 / 0.40 / 0.80 / 1.00 at steps 1000-5000, but G ignores z: the within-class
+pixel std of its samples is 0.003 (real test digits: 0.30), one image per class. Runs with
+g_dropout=0 and z_dist='normal' collapsed as well within 1000 steps; the `dcgan` preset (batch 64)
+ran at ~1.5 steps/s and had not learned digits by step 800. Mode collapse is open work.
 """
 import ml_collections
 
