@@ -6,6 +6,9 @@
 Cases (the reference models at the reference widths, batch 1 per device):
   cyclegan_128, cyclegan_256   CycleGAN, resnet_9blocks, ngf 64, PatchGAN n_layers 3, 128 / 256 px
   pix2pix_256                  pix2pix, unet_256, ngf 64, batch norm, 256 px
+  stargan_128                  StarGAN, CelebA preset (5 attributes, conv_dim 64, 6 res blocks), 128 px;
+                               one D step plus, under lax.cond, a G step every n_critic-th step: the
+                               median is over steps with and without G (a G step is ~1 in 5)
   ugatit_light_128, ugatit_128, ugatit_256
                                U-GAT-IT, ngf 64, 4 res blocks, global/local D (7/5 layers), light or
                                full generator (its MLP sized for the case's px), 128 / 256 px
@@ -36,6 +39,7 @@ CASES = {
     "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
     "cyclegan_256": ("configs/cyclegan.py:horse2zebra", 256, {}),
     "pix2pix_256": ("configs/pix2pix.py:folder", 256, {}),
+    "stargan_128": ("configs/stargan.py:celeba", 128, {}),
     "ugatit_light_128": ("configs/ugatit.py:selfie2anime_light", 128, {}),
     "ugatit_128": ("configs/ugatit.py:selfie2anime", 128, {}),
     "ugatit_256": ("configs/ugatit.py:selfie2anime", 256, {}),
@@ -72,13 +76,22 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
                 else training.make_optimizers(config.optim, 1000, method.GROUPS))
   rng = np.random.default_rng(0)
   shape = (config.batch_size, size, size, 3)
-  example = {"A": np.zeros((1, *shape[1:]), np.float32), "B": np.zeros((1, *shape[1:]), np.float32)}
+  labelled = getattr(method, "INPUT_KEYS", ("A", "B")) == ("image",)  # an image and its labels
+  label_dim = method.layout(config).label_dim if labelled else 0
+
+  def host_batch(n):
+    if labelled:
+      return {"image": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32),
+              "label": (rng.uniform(size=(n, label_dim)) > 0.5).astype(np.float32)}
+    return {"A": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32),
+            "B": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32)}
+
+  example = {k: np.zeros_like(v) for k, v in host_batch(1).items() if k != "label"}
   state = train.create_train_state(config, method, mesh, optimizers, example)
   step = train.make_train_step(config, method, mesh, optimizers)
 
   def batch():
-    return parallel.shard_batch({"A": rng.uniform(-1, 1, shape).astype(np.float32),
-                                 "B": rng.uniform(-1, 1, shape).astype(np.float32)}, mesh)
+    return parallel.shard_batch(host_batch(config.batch_size), mesh)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch()).compile()

@@ -518,27 +518,73 @@ class CAMAttention(nn.Module):
 
 
 class ConditionalNorm(nn.Module):
-  """Class-conditional batch/instance norm (as in BigGAN / conditional IN): the norm without affine,
-  followed by a per-class gain and bias. `labels` are int class ids (B,) or one-hot/soft (B, K);
-  the gain is 1 + embedding so that an untrained layer is the plain norm.
+  """Class-conditional batch/instance norm (BigGAN's `ccbn`; conditional IN of Dumoulin et al.): the
+  norm without affine, then a per-sample gain and bias computed from the condition:
+
+      y = norm(x) * (1 + W_gain c) + W_bias c
+
+  `labels` are int class ids (B,) (taken one-hot, so W_gain/W_bias rows are per-class embeddings) or
+  float vectors (B, D): one-hot/soft labels with D == num_classes, or, with `num_classes=0`, any
+  conditioning vector (BigGAN's shared class embedding concatenated with a chunk of z). Both maps start
+  at zero, so the gain starts at 1 and the bias at 0: an untrained layer is the plain norm.
+  Batch norm has torch's conventions (momentum 0.1 on the running statistics, i.e. flax's 0.9; eps
+  1e-5; running variance unbiased) and normalises with the batch statistics when `train`, with the
+  running ones otherwise. Instance norm (eps 1e-5, biased variance) always uses the sample's own.
   """
   num_classes: int
   norm: Literal["batch", "instance"] = "batch"
+  momentum: float = 0.1
   eps: float = TORCH_EPS
 
   @nn.compact
   def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
     c = x.shape[-1]
     if self.norm == "batch":
-      y = BatchNorm(affine=False, eps=self.eps, name="norm")(x, use_running_average=not train)
+      y = BatchNorm(momentum=self.momentum, affine=False, eps=self.eps, name="norm")(
+          x, use_running_average=not train)
     elif self.norm == "instance":
       y = InstanceNorm(affine=False, eps=self.eps, name="norm")(x)
     else:
       raise ValueError(f"Unknown conditional norm {self.norm!r}; expected 'batch' or 'instance'.")
     if labels.ndim == 1:
+      if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"1-D labels must be int class ids, got {labels.dtype}.")
+      if self.num_classes < 1:
+        raise ValueError("int class labels need num_classes >= 1 (num_classes=0 takes conditioning "
+                         "vectors (B, D)).")
       labels = jax.nn.one_hot(labels, self.num_classes, dtype=jnp.float32)
-    if labels.shape[-1] != self.num_classes:
+    if labels.ndim != 2 or labels.shape[0] != x.shape[0]:
+      raise ValueError(f"labels of shape {labels.shape} do not fit a batch of {x.shape[0]}: expected "
+                       f"class ids ({x.shape[0]},) or vectors ({x.shape[0]}, D).")
+    if self.num_classes and labels.shape[-1] != self.num_classes:
       raise ValueError(f"labels have {labels.shape[-1]} classes, the layer has {self.num_classes}.")
     gain = 1.0 + Dense(c, use_bias=False, kernel_init=zeros, name="gain")(labels)
     bias = Dense(c, use_bias=False, kernel_init=zeros, name="bias")(labels)
-    return y * gain[:, None, None, :].astype(y.dtype) + bias[:, None, None, :].astype(y.dtype)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)  # NHWC or (N, C)
+    return y * gain.reshape(shape).astype(y.dtype) + bias.reshape(shape).astype(y.dtype)
+
+
+class ConditionalBatchNorm(ConditionalNorm):
+  """`ConditionalNorm` with batch statistics (BigGAN's class-conditional BN)."""
+  norm: Literal["batch", "instance"] = "batch"
+
+
+class ConditionalInstanceNorm(ConditionalNorm):
+  """`ConditionalNorm` with per-sample statistics (conditional instance norm)."""
+  norm: Literal["batch", "instance"] = "instance"
+
+
+class Maxout(nn.Module):
+  """Maxout units (Goodfellow et al. 2013): a linear map to `units * pieces` values, then the max over
+  each unit's `pieces`. Unit u takes the pieces [u * pieces, (u + 1) * pieces) of the linear output,
+  as pylearn2's Maxout layer groups them. Input (B, D) -> (B, units)."""
+  units: int
+  pieces: int
+  kernel_init: Initializer = kernel_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if self.pieces < 1 or self.units < 1:
+      raise ValueError(f"Maxout needs units >= 1 and pieces >= 1, got {self.units}, {self.pieces}.")
+    z = Dense(self.units * self.pieces, kernel_init=self.kernel_init, name="linear")(x)
+    return jnp.max(z.reshape(*z.shape[:-1], self.units, self.pieces), axis=-1)

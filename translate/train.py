@@ -223,7 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   def write_samples(step):
     # Column by column: to_host on the whole dict would rebuild it with sorted keys.
     images = {k: parallel.to_host(v) for k, v in sample_fn(state, sample_batch).items()}
-    grid = visualize.make_grid(images)
+    # A method may show more than the default 8 samples per column (SAMPLE_GRID_ROWS).
+    grid = visualize.make_grid(images, max_rows=getattr(method, "SAMPLE_GRID_ROWS", 8))
     if parallel.is_main_process():
       writer.write_images(step, {"samples": grid[None]})
       visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:08d}.png"))

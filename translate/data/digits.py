@@ -314,3 +314,88 @@ def load_split(split: str, cache: str | os.PathLike | None = None, num_printed: 
   arrays = {"A": images_a, "label_A": labels_a, "B": images_b, "label_B": labels_b}
   _save_npz_atomic(path, arrays)
   return arrays
+
+
+# ----------------------------------------------------------------------------------------------------
+# Multi-domain digits (StarGAN): plain grey printed digits with style attributes
+# ----------------------------------------------------------------------------------------------------
+# Part of the styled sets' cache key; independent of DATA_VERSION, since the printed (A) / MNIST (B)
+# sets above do not change when this rendering does.
+STYLED_VERSION = "styled-digits-v1"
+# Binary attributes of a styled digit, in label order. Inverted: dark ink on a light background (the
+# opposite of MNIST's polarity). Bold, Italic and Serif are properties of the font it is set in.
+STYLE_ATTRIBUTES = ("Bold", "Italic", "Serif", "Inverted")
+NUM_STYLED = {"train": 10000, "test": 1000}
+STYLED_SEED = {"train": 10, "test": 11}
+
+# font file -> (bold, italic, serif). Every one of the 8 (bold, italic, serif) combinations has at least
+# one font, so the attributes are drawn independently and the font among those that match.
+STYLED_FONTS = {
+    "DejaVuSans.ttf": (0, 0, 0), "DejaVuSans-Bold.ttf": (1, 0, 0),
+    "DejaVuSans-Oblique.ttf": (0, 1, 0), "DejaVuSans-BoldOblique.ttf": (1, 1, 0),
+    "DejaVuSansMono.ttf": (0, 0, 0), "DejaVuSansMono-Bold.ttf": (1, 0, 0),
+    "DejaVuSansMono-Oblique.ttf": (0, 1, 0), "DejaVuSansMono-BoldOblique.ttf": (1, 1, 0),
+    "cmss10.ttf": (0, 0, 0),
+    "DejaVuSerif.ttf": (0, 0, 1), "DejaVuSerif-Bold.ttf": (1, 0, 1),
+    "DejaVuSerif-Italic.ttf": (0, 1, 1), "DejaVuSerif-BoldItalic.ttf": (1, 1, 1),
+    "STIXGeneral.ttf": (0, 0, 1), "STIXGeneralBol.ttf": (1, 0, 1),
+    "STIXGeneralItalic.ttf": (0, 1, 1), "STIXGeneralBolIta.ttf": (1, 1, 1),
+    "cmr10.ttf": (0, 0, 1), "cmb10.ttf": (1, 0, 1), "cmti10.ttf": (0, 1, 1),
+}
+
+
+def _render_styled(rng: np.random.Generator, digit: int, font: str, inverted: bool) -> np.ndarray:
+  """One grey 32x32 uint8 digit: centred, one font, no neighbours or rotation (they would hide the
+  slant and stroke width that the attributes are about), a small shift, contrast and noise."""
+  digit_height = rng.uniform(18.0, 24.0)
+  size = max(8, int(round(digit_height / _digit_height_per_px(font))))
+  mask, _ = _glyph(font, size, digit)
+  canvas = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+  shift_y, shift_x = rng.integers(-2, 3, size=2)
+  _paste(canvas, mask, (IMAGE_SIZE - mask.shape[0]) // 2 + int(shift_y),
+         (IMAGE_SIZE - mask.shape[1]) // 2 + int(shift_x))
+  dark, light = rng.uniform(0, 60), rng.uniform(190, 255)
+  ink, paper = (dark, light) if inverted else (light, dark)
+  grey = canvas * ink + (1.0 - canvas) * paper + rng.normal(0.0, rng.uniform(0.0, 6.0), canvas.shape)
+  return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+
+
+def styled_digits(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """`n` grey printed digits with style metadata, deterministic in (n, seed).
+
+  Returns image uint8 (n, 32, 32, 1), digit int32 (n,), attributes float32 (n, 4) in
+  `STYLE_ATTRIBUTES` order (each attribute 0/1 with probability 1/2, independently), font int32 (n,)
+  (an index into `STYLED_FONTS`' keys).
+  """
+  rng = np.random.default_rng(seed)
+  names = list(STYLED_FONTS)
+  paths = {name: str(font_dir() / name) for name in names}
+  missing = [p for p in paths.values() if not os.path.exists(p)]
+  if missing:
+    raise FileNotFoundError(f"matplotlib fonts not found: {missing}")
+  digit = rng.permutation(np.arange(n) % 10).astype(np.int32)
+  attributes = rng.integers(0, 2, size=(n, len(STYLE_ATTRIBUTES))).astype(np.float32)
+  fonts = np.empty(n, np.int32)
+  images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+  for i in range(n):
+    style = tuple(int(a) for a in attributes[i, :3])
+    matching = [k for k, name in enumerate(names) if STYLED_FONTS[name] == style]
+    fonts[i] = matching[rng.integers(len(matching))]
+    images[i] = _render_styled(rng, int(digit[i]), paths[names[fonts[i]]], bool(attributes[i, 3]))
+  return {"image": images, "digit": digit, "attributes": attributes, "font": fonts}
+
+
+def load_styled_split(split: str, cache: str | os.PathLike | None = None,
+                      num: int | None = None) -> dict[str, np.ndarray]:
+  """`styled_digits` for a split (10000 train / 1000 test, independent seeds), cached like
+  `load_split`."""
+  if split not in NUM_STYLED:
+    raise ValueError(f"split must be one of {tuple(NUM_STYLED)}, got {split!r}")
+  num = NUM_STYLED[split] if num is None else int(num)
+  path = cache_dir(cache) / f"{STYLED_VERSION}-{split}-n{num}-seed{STYLED_SEED[split]}.npz"
+  if path.exists():
+    with np.load(path, allow_pickle=False) as data:
+      return {k: data[k] for k in data.files}
+  arrays = styled_digits(num, STYLED_SEED[split])
+  _save_npz_atomic(path, arrays)
+  return arrays
