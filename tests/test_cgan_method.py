@@ -157,6 +157,26 @@ def test_class_accuracy_on_known_inputs():
   assert padded.shape == (2, 32, 32, 1) and padded[0, 0, 0, 0] == -1.0 and padded[0, 2, 2, 0] == 0.0
 
 
+def test_class_diversity_on_known_inputs():
+  real, labels = cgan.load_images("test", 28)
+  # the real digits against themselves: exactly as varied as real data
+  assert cgan.class_diversity(real, labels, real, labels).value == pytest.approx(1.0)
+  # one image per class (a G that ignores z): no diversity
+  collapsed = np.stack([real[np.flatnonzero(labels == c)[0]] for c in labels])
+  result = cgan.class_diversity(collapsed, labels, real, labels)
+  assert result.value == 0.0 and result.std == 0.0
+  # distances scale with the images: digits half as far from each other give 0.5
+  assert cgan.class_diversity(0.5 * real, labels, real, labels).value == pytest.approx(0.5)
+  # two images at L2 distance 3 among three identical ones: pairs (0,1),(0,2) 3, (1,2) 0 -> mean 2
+  three = np.zeros((3, 2, 2, 1))
+  three[0, 0, 0, 0] = 3.0
+  assert cgan.mean_pairwise_distance(three) == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="class 9"):
+    cgan.class_diversity(real[labels != 9], labels[labels != 9], real, labels)
+  with pytest.raises(ValueError, match="shape"):
+    cgan.class_diversity(real[:, :20], labels, real, labels)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Data and config
 # ----------------------------------------------------------------------------------------------------
@@ -204,7 +224,7 @@ def cgan_runs(tmp_path_factory):
   base = tmp_path_factory.mktemp("cgan")
   config = tiny_config("cgan", batch_size=4)
   config.num_train_steps = 4
-  config.eval.metrics = ("class_acc",)
+  config.eval.metrics = ("class_acc", "class_div")
   config.eval.max_images = 20
   straight = str(base / "straight")
   results = train.train_and_evaluate(config, straight)
@@ -227,6 +247,7 @@ def test_cgan_trains_and_writes_a_class_grid(cgan_runs):
   assert grid.shape == (10 * 30 + 2, 3 * 30 + 2, 3)
   assert grid[2:30, 2:30].std() > 1  # a generated image, not a blank cell
   assert 0.0 <= results["class_acc"] <= 1.0
+  assert results["class_div"] > 0.0  # 2 images per class, from different z: not identical
 
 
 def test_cgan_resume_equals_straight_run(cgan_runs):
