@@ -32,8 +32,10 @@ def model_config() -> ml_collections.ConfigDict:
       arch="mlp",  # 'mlp' (Mirza & Osindero) | 'dcgan' (conv G with conditional BN, projection D)
       z_dim=100, z_dist="uniform",  # 'uniform' on [0, 1]^z_dim (the paper) | 'normal'
       g_z_hidden=200, g_y_hidden=1000, g_joint_hidden=1200, g_dropout=0.5,
+      g_leaky_slope=0.0,  # 0: the paper's ReLU G; > 0: LeakyReLU hidden layers
       d_x_units=240, d_x_pieces=5, d_y_units=50, d_y_pieces=5, d_joint_units=240,
       d_joint_pieces=4, d_dropout=0.5,
+      d_minibatch_std=False,  # D's joint layer also sees the within-class spread of its batch
       d_real_target=1.0,  # D's BCE target for real pairs; 0.9 = one-sided label smoothing
       ngf=64, ndf=64,  # widths of the dcgan nets
       init_type="default", init_gain=0.02))  # layers.kernel_init names; 'default' = torch's Linear

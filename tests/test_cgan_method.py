@@ -138,6 +138,28 @@ def test_network_shapes(conditional):
     nets[0][0].init(jax.random.PRNGKey(0), z, None if conditional else jnp.asarray([1, 2, 3]))
 
 
+def test_within_class_stddev_on_known_inputs():
+  # class 0: three identical rows; class 2: feature values {0, 2} and {1, 1}: stds 1 and 0
+  h = jnp.asarray([[5.0, 1.0], [0.0, 1.0], [5.0, 1.0], [2.0, 1.0], [5.0, 1.0]])
+  labels = jnp.asarray([0, 2, 0, 2, 0])
+  spread = np.asarray(gan_nets.within_class_stddev(h, labels, num_classes=3))
+  assert spread.shape == (5, 1)
+  np.testing.assert_allclose(spread[:, 0], [0.0, 0.5, 0.0, 0.5, 0.0], atol=1e-3)
+  # unconditional: the whole batch's per-feature stds (2.4 and 0), averaged
+  whole = np.asarray(gan_nets.within_class_stddev(h, None, num_classes=0))
+  np.testing.assert_allclose(whole[:, 0], np.full(5, np.std([5, 0, 5, 2, 5]) / 2), atol=1e-3)
+  # the D's logits depend on the batch's spread only with the option on
+  x = _x(6, (4, 28, 28, 1))
+  labels = jnp.asarray([1, 1, 3, 3])
+  for option in (False, True):
+    d = gan_nets.MaxoutDiscriminator(num_classes=10, x_units=8, y_units=4, joint_units=8,
+                                     minibatch_std=option)
+    params = d.init(jax.random.PRNGKey(0), x, labels)
+    alone = d.apply(params, x[:1], labels[:1])
+    in_batch = d.apply(params, x, labels)[:1]
+    assert np.allclose(alone, in_batch, atol=1e-5) != option
+
+
 # ----------------------------------------------------------------------------------------------------
 # class_acc
 # ----------------------------------------------------------------------------------------------------

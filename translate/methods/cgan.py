@@ -137,11 +137,12 @@ def build_networks(config) -> dict:
     return {
         "G": gan_nets.MLPGenerator(
             image_shape=(size, size, 1), num_classes=k, z_hidden=m.g_z_hidden, y_hidden=m.g_y_hidden,
-            joint_hidden=m.g_joint_hidden, dropout=m.g_dropout, kernel_init=init),
+            joint_hidden=m.g_joint_hidden, dropout=m.g_dropout, leaky_slope=m.g_leaky_slope,
+            kernel_init=init),
         "D": gan_nets.MaxoutDiscriminator(
             num_classes=k, x_units=m.d_x_units, x_pieces=m.d_x_pieces, y_units=m.d_y_units,
             y_pieces=m.d_y_pieces, joint_units=m.d_joint_units, joint_pieces=m.d_joint_pieces,
-            dropout=m.d_dropout, kernel_init=init)}
+            dropout=m.d_dropout, minibatch_std=m.d_minibatch_std, kernel_init=init)}
   return {"G": gan_nets.ConvGenerator(out_channels=1, num_classes=k, ngf=m.ngf, kernel_init=init),
           "D": gan_nets.ProjectionDiscriminator(num_classes=k, ndf=m.ndf, kernel_init=init)}
 
