@@ -4,7 +4,11 @@ G(z, y) draws a digit of class y from noise z; D(x, y) tells real (image, label)
 ones. Both are trained with the non-saturating GAN loss (Goodfellow et al. 2014): D minimises
 BCE(D(x, y), 1) + BCE(D(G(z, y), y), 0), then G minimises BCE(D(G(z, y), y), 1) against the updated D.
 The fakes of a step take the labels of the real batch, so G sees the data's class frequencies. Adam
-(b1 0.5) as in DCGAN; the paper used SGD with momentum (see configs/cgan.py).
+(b1 0.5) as in DCGAN; the paper used SGD with momentum (see configs/cgan.py). D's real target may be
+smoothed (`model.d_real_target`, 0.9 = one-sided label smoothing, Salimans et al. 2016).
+
+Metrics: `class_acc` (does the digit classifier see the requested class?) and `class_div` (are the
+digits of a class as varied as real ones? 0 = G ignores z).
 
 `translate/methods/gan.py` re-exports this module: everything here looks at `config.method`, and the
 'gan' method simply drops y (an unconditional G and D; no class_acc).

@@ -6,6 +6,9 @@ MLP nets of Mirza & Osindero, "Conditional Generative Adversarial Nets" (2014), 
      since the project's images live in [-1, 1] (the same unit up to an affine map).
   D: x -> maxout 240 units x 5 pieces; y -> maxout 50 x 5; both -> joint maxout 240 x 4 -> one logit
      (the paper's sigmoid unit is inside the BCE loss). Dropout 0.5 in G and D.
+Two options that are not in the paper, against mode collapse (configs/cgan.py has the measurements):
+`MLPGenerator.leaky_slope` (LeakyReLU hidden layers) and `MaxoutDiscriminator.minibatch_std` (D also
+sees the within-class spread of its batch).
 The unconditional (`num_classes=0`) nets are the same MLPs minus the y branches: Goodfellow et al.'s
 MNIST GAN shape (ReLU G, maxout D).
 
