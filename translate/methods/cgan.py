@@ -350,8 +350,8 @@ def class_diversity(images, labels, real_images, real_labels, num_classes: int =
   for c in range(num_classes):
     fake, real = images[labels == c], real_images[real_labels == c]
     if len(fake) < 2 or len(real) < 2:
-      raise ValueError(f"class {c} has {len(fake)} generated and {len(real)} real images; class_div "
-                       "needs at least 2 of each.")
+      raise ValueError(f"class {c} has {len(fake)} generated and {len(real)} real images; "
+                       "class_div needs at least 2 of each.")
     ratios.append(mean_pairwise_distance(fake) / mean_pairwise_distance(real))
   return base.Result(float(np.mean(ratios)), float(np.std(ratios)))
 
@@ -371,8 +371,8 @@ def _generated_for_eval(config, state) -> tuple[np.ndarray, np.ndarray]:
 
 
 def class_div(config, method, state) -> dict:
-  """`class_div`: `class_diversity` of eval.max_images generated digits against the MNIST test digits
-  (about 50 per class) at the config's image size."""
+  """`class_div`: `class_diversity` of eval.max_images generated digits against the MNIST test
+  digits (about 50 per class) at the config's image size."""
   if not is_conditional(config):
     raise ValueError("class_div needs a conditional model (method 'cgan').")
   images, labels = _generated_for_eval(config, state)

@@ -76,10 +76,10 @@ class MLPGenerator(nn.Module):
 
 
 def within_class_stddev(h: Array, labels: Array | None, num_classes: int) -> Array:
-  """Minibatch standard deviation (Karras et al. 2018, Sec. 3), per class: for each example, the mean
-  over features of the standard deviation of `h` (B, F) across the batch's examples of its own class
-  (the whole batch when unconditional). Returns (B, 1). A G that ignores z makes this 0 for its fakes,
-  while real digits of a class vary, so D can tell a collapsed batch from a real one."""
+  """Minibatch standard deviation (Karras et al. 2018, Sec. 3), per class: for each example, the
+  mean over features of the standard deviation of `h` (B, F) across the batch's examples of its own
+  class (the whole batch when unconditional). Returns (B, 1). A G that ignores z makes this 0 for
+  its fakes, while real digits of a class vary, so D can tell a collapsed batch from a real one."""
   if not num_classes:
     std = jnp.sqrt(jnp.var(h, axis=0) + 1e-8)
     return jnp.broadcast_to(jnp.mean(std), (h.shape[0], 1))
