@@ -138,6 +138,28 @@ def test_network_shapes(conditional):
     nets[0][0].init(jax.random.PRNGKey(0), z, None if conditional else jnp.asarray([1, 2, 3]))
 
 
+def test_within_class_stddev_on_known_inputs():
+  # class 0: three identical rows; class 2: feature values {0, 2} and {1, 1}: stds 1 and 0
+  h = jnp.asarray([[5.0, 1.0], [0.0, 1.0], [5.0, 1.0], [2.0, 1.0], [5.0, 1.0]])
+  labels = jnp.asarray([0, 2, 0, 2, 0])
+  spread = np.asarray(gan_nets.within_class_stddev(h, labels, num_classes=3))
+  assert spread.shape == (5, 1)
+  np.testing.assert_allclose(spread[:, 0], [0.0, 0.5, 0.0, 0.5, 0.0], atol=1e-3)
+  # unconditional: the whole batch's per-feature stds (2.4 and 0), averaged
+  whole = np.asarray(gan_nets.within_class_stddev(h, None, num_classes=0))
+  np.testing.assert_allclose(whole[:, 0], np.full(5, np.std([5, 0, 5, 2, 5]) / 2), atol=1e-3)
+  # the D's logits depend on the batch's spread only with the option on
+  x = _x(6, (4, 28, 28, 1))
+  labels = jnp.asarray([1, 1, 3, 3])
+  for option in (False, True):
+    d = gan_nets.MaxoutDiscriminator(num_classes=10, x_units=8, y_units=4, joint_units=8,
+                                     minibatch_std=option)
+    params = d.init(jax.random.PRNGKey(0), x, labels)
+    alone = d.apply(params, x[:1], labels[:1])
+    in_batch = d.apply(params, x, labels)[:1]
+    assert np.allclose(alone, in_batch, atol=1e-5) != option
+
+
 # ----------------------------------------------------------------------------------------------------
 # class_acc
 # ----------------------------------------------------------------------------------------------------
@@ -155,6 +177,26 @@ def test_class_accuracy_on_known_inputs():
   assert cgan.class_accuracy(generate_fn, logits, per_class=3).value == pytest.approx(0.9)
   padded = cgan.pad_to_classifier(np.zeros((2, 28, 28, 1), np.float32))
   assert padded.shape == (2, 32, 32, 1) and padded[0, 0, 0, 0] == -1.0 and padded[0, 2, 2, 0] == 0.0
+
+
+def test_class_diversity_on_known_inputs():
+  real, labels = cgan.load_images("test", 28)
+  # the real digits against themselves: exactly as varied as real data
+  assert cgan.class_diversity(real, labels, real, labels).value == pytest.approx(1.0)
+  # one image per class (a G that ignores z): no diversity
+  collapsed = np.stack([real[np.flatnonzero(labels == c)[0]] for c in labels])
+  result = cgan.class_diversity(collapsed, labels, real, labels)
+  assert result.value == 0.0 and result.std == 0.0
+  # distances scale with the images: digits half as far from each other give 0.5
+  assert cgan.class_diversity(0.5 * real, labels, real, labels).value == pytest.approx(0.5)
+  # two images at L2 distance 3 among three identical ones: pairs (0,1),(0,2) 3, (1,2) 0 -> mean 2
+  three = np.zeros((3, 2, 2, 1))
+  three[0, 0, 0, 0] = 3.0
+  assert cgan.mean_pairwise_distance(three) == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="class 9"):
+    cgan.class_diversity(real[labels != 9], labels[labels != 9], real, labels)
+  with pytest.raises(ValueError, match="shape"):
+    cgan.class_diversity(real[:, :20], labels, real, labels)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,7 +246,7 @@ def cgan_runs(tmp_path_factory):
   base = tmp_path_factory.mktemp("cgan")
   config = tiny_config("cgan", batch_size=4)
   config.num_train_steps = 4
-  config.eval.metrics = ("class_acc",)
+  config.eval.metrics = ("class_acc", "class_div")
   config.eval.max_images = 20
   straight = str(base / "straight")
   results = train.train_and_evaluate(config, straight)
@@ -227,6 +269,7 @@ def test_cgan_trains_and_writes_a_class_grid(cgan_runs):
   assert grid.shape == (10 * 30 + 2, 3 * 30 + 2, 3)
   assert grid[2:30, 2:30].std() > 1  # a generated image, not a blank cell
   assert 0.0 <= results["class_acc"] <= 1.0
+  assert results["class_div"] > 0.0  # 2 images per class, from different z: not identical
 
 
 def test_cgan_resume_equals_straight_run(cgan_runs):

@@ -4,7 +4,11 @@ G(z, y) draws a digit of class y from noise z; D(x, y) tells real (image, label)
 ones. Both are trained with the non-saturating GAN loss (Goodfellow et al. 2014): D minimises
 BCE(D(x, y), 1) + BCE(D(G(z, y), y), 0), then G minimises BCE(D(G(z, y), y), 1) against the updated D.
 The fakes of a step take the labels of the real batch, so G sees the data's class frequencies. Adam
-(b1 0.5) as in DCGAN; the paper used SGD with momentum (see configs/cgan.py).
+(b1 0.5) as in DCGAN; the paper used SGD with momentum (see configs/cgan.py). D's real target may be
+smoothed (`model.d_real_target`, 0.9 = one-sided label smoothing, Salimans et al. 2016).
+
+Metrics: `class_acc` (does the digit classifier see the requested class?) and `class_div` (are the
+digits of a class as varied as real ones? 0 = G ignores z).
 
 `translate/methods/gan.py` re-exports this module: everything here looks at `config.method`, and the
 'gan' method simply drops y (an unconditional G and D; no class_acc).
@@ -57,9 +61,12 @@ def check_config(config) -> None:
                      f"to 32), got {d.image_size}.")
   if m.arch == "dcgan" and d.image_size != 32:
     raise ValueError("model.arch='dcgan' generates 32x32 images; set data.image_size=32.")
+  if not 0.5 < m.d_real_target <= 1.0:
+    raise ValueError(f"model.d_real_target (D's target for real pairs; 0.9 = one-sided label "
+                     f"smoothing) must be in (0.5, 1], got {m.d_real_target}.")
   if m.z_dist not in ("uniform", "normal"):
     raise ValueError(f"Unknown model.z_dist {m.z_dist!r}; expected 'uniform' or 'normal'.")
-  supported = ("class_acc",) if is_conditional(config) else ()
+  supported = ("class_acc", "class_div") if is_conditional(config) else ()
   unsupported = [n for n in config.eval.metrics if n not in supported]
   if unsupported:  # the engine's built-in metrics translate test images, which this family does not
     raise ValueError(f"eval.metrics {unsupported} do not apply to {config.method}; it supports "
@@ -134,11 +141,12 @@ def build_networks(config) -> dict:
     return {
         "G": gan_nets.MLPGenerator(
             image_shape=(size, size, 1), num_classes=k, z_hidden=m.g_z_hidden, y_hidden=m.g_y_hidden,
-            joint_hidden=m.g_joint_hidden, dropout=m.g_dropout, kernel_init=init),
+            joint_hidden=m.g_joint_hidden, dropout=m.g_dropout, leaky_slope=m.g_leaky_slope,
+            kernel_init=init),
         "D": gan_nets.MaxoutDiscriminator(
             num_classes=k, x_units=m.d_x_units, x_pieces=m.d_x_pieces, y_units=m.d_y_units,
             y_pieces=m.d_y_pieces, joint_units=m.d_joint_units, joint_pieces=m.d_joint_pieces,
-            dropout=m.d_dropout, kernel_init=init)}
+            dropout=m.d_dropout, minibatch_std=m.d_minibatch_std, kernel_init=init)}
   return {"G": gan_nets.ConvGenerator(out_channels=1, num_classes=k, ngf=m.ngf, kernel_init=init),
           "D": gan_nets.ProjectionDiscriminator(num_classes=k, ndf=m.ndf, kernel_init=init)}
 
@@ -193,7 +201,7 @@ def train_step(config, optimizers, state: training.TrainState, batch):
   def d_loss_fn(d_params):
     real_logits, cols = D(d_params, state.collections["D"], real, k_d_real)
     fake_logits, cols = D(d_params, cols, fake, k_d_fake)
-    m = {"loss_D_real": losses.bce_with_logits(real_logits, 1.0),
+    m = {"loss_D_real": losses.bce_with_logits(real_logits, config.model.d_real_target),
          "loss_D_fake": losses.bce_with_logits(fake_logits, 0.0),
          "D_real": jnp.mean(jax.nn.sigmoid(real_logits)),
          "D_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
@@ -315,4 +323,61 @@ def class_acc(config, method, state) -> dict:
   return result.as_dict("class_acc")
 
 
-METRICS = {"class_acc": class_acc}
+# ----------------------------------------------------------------------------------------------------
+# Metric: class_div (within-class diversity, so that a collapsed G that ignores z is visible)
+# ----------------------------------------------------------------------------------------------------
+def mean_pairwise_distance(images) -> float:
+  """Mean L2 distance over all pairs of distinct images (N >= 2); 0 when all are identical."""
+  x = np.asarray(images, np.float64).reshape(len(images), -1)
+  if len(x) < 2:
+    raise ValueError(f"a pairwise distance needs at least 2 images, got {len(x)}.")
+  # row by row rather than through the Gram matrix, so identical images give exactly 0
+  dists = [np.linalg.norm(x[i + 1:] - x[i], axis=1) for i in range(len(x) - 1)]
+  return float(np.mean(np.concatenate(dists)))
+
+
+def class_diversity(images, labels, real_images, real_labels, num_classes: int = NUM_CLASSES):
+  """Mean over classes of (mean pairwise L2 distance among `images` of the class) / (the same among
+  `real_images` of the class): 1.0 = as varied as the real digits, 0 = one image per class (a G that
+  ignores z). Returns a `metrics.base.Result` (std over classes)."""
+  from translate.metrics import base
+  images, labels = np.asarray(images), np.asarray(labels)
+  real_images, real_labels = np.asarray(real_images), np.asarray(real_labels)
+  if images.shape[1:] != real_images.shape[1:]:
+    raise ValueError(f"generated images {images.shape[1:]} and real images {real_images.shape[1:]} "
+                     "differ in shape.")
+  ratios = []
+  for c in range(num_classes):
+    fake, real = images[labels == c], real_images[real_labels == c]
+    if len(fake) < 2 or len(real) < 2:
+      raise ValueError(f"class {c} has {len(fake)} generated and {len(real)} real images; "
+                       "class_div needs at least 2 of each.")
+    ratios.append(mean_pairwise_distance(fake) / mean_pairwise_distance(real))
+  return base.Result(float(np.mean(ratios)), float(np.std(ratios)))
+
+
+def _generated_for_eval(config, state) -> tuple[np.ndarray, np.ndarray]:
+  """eval.max_images (default 1000) generated digits, as many per class, with fresh noise from the
+  config's seed: the same samples for class_acc and class_div."""
+  total = config.eval.max_images or 1000
+  per_class = max(2, total // NUM_CLASSES)
+  labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int32), per_class)
+  gen = jax.jit(functools.partial(generate, config))
+  key = jax.random.PRNGKey(config.seed + 777)
+  batch = config.eval.batch_size * 10
+  images = [np.asarray(gen(state, jnp.asarray(labels[s:s + batch]), rng=jax.random.fold_in(key, i)))
+            for i, s in enumerate(range(0, len(labels), batch))]
+  return np.concatenate(images), labels
+
+
+def class_div(config, method, state) -> dict:
+  """`class_div`: `class_diversity` of eval.max_images generated digits against the MNIST test
+  digits (about 50 per class) at the config's image size."""
+  if not is_conditional(config):
+    raise ValueError("class_div needs a conditional model (method 'cgan').")
+  images, labels = _generated_for_eval(config, state)
+  real_images, real_labels = load_images("test", config.data.image_size)
+  return class_diversity(images, labels, real_images, real_labels).as_dict("class_div")
+
+
+METRICS = {"class_acc": class_acc, "class_div": class_div}

@@ -6,6 +6,9 @@ MLP nets of Mirza & Osindero, "Conditional Generative Adversarial Nets" (2014), 
      since the project's images live in [-1, 1] (the same unit up to an affine map).
   D: x -> maxout 240 units x 5 pieces; y -> maxout 50 x 5; both -> joint maxout 240 x 4 -> one logit
      (the paper's sigmoid unit is inside the BCE loss). Dropout 0.5 in G and D.
+Two options that are not in the paper, against mode collapse (configs/cgan.py has the measurements):
+`MLPGenerator.leaky_slope` (LeakyReLU hidden layers) and `MaxoutDiscriminator.minibatch_std` (D also
+sees the within-class spread of its batch).
 The unconditional (`num_classes=0`) nets are the same MLPs minus the y branches: Goodfellow et al.'s
 MNIST GAN shape (ReLU G, maxout D).
 
@@ -51,17 +54,19 @@ class MLPGenerator(nn.Module):
   y_hidden: int = 1000
   joint_hidden: int = 1200
   dropout: float = 0.5
+  leaky_slope: float = 0.0  # 0: the paper's ReLU; > 0: LeakyReLU with that slope (not in the paper)
   kernel_init: layers.Initializer = layers.kernel_init("default")
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, train: bool = False) -> Array:
     _check_labels(labels, self.num_classes, z.shape[0])
     dense = lambda n, name: layers.Dense(n, kernel_init=self.kernel_init, name=name)
-    h = nn.relu(dense(self.z_hidden, "z_fc")(z))
+    act = lambda h: nn.leaky_relu(h, self.leaky_slope) if self.leaky_slope else nn.relu(h)
+    h = act(dense(self.z_hidden, "z_fc")(z))
     if self.num_classes:
-      h_y = nn.relu(dense(self.y_hidden, "y_fc")(_one_hot(labels, self.num_classes)))
+      h_y = act(dense(self.y_hidden, "y_fc")(_one_hot(labels, self.num_classes)))
       h = jnp.concatenate([h, h_y], axis=-1)
-    h = nn.relu(dense(self.joint_hidden, "joint_fc")(h))
+    h = act(dense(self.joint_hidden, "joint_fc")(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     size = 1
     for s in self.image_shape:
@@ -70,8 +75,27 @@ class MLPGenerator(nn.Module):
     return x.reshape(z.shape[0], *self.image_shape)
 
 
+def within_class_stddev(h: Array, labels: Array | None, num_classes: int) -> Array:
+  """Minibatch standard deviation (Karras et al. 2018, Sec. 3), per class: for each example, the
+  mean over features of the standard deviation of `h` (B, F) across the batch's examples of its own
+  class (the whole batch when unconditional). Returns (B, 1). A G that ignores z makes this 0 for
+  its fakes, while real digits of a class vary, so D can tell a collapsed batch from a real one."""
+  if not num_classes:
+    std = jnp.sqrt(jnp.var(h, axis=0) + 1e-8)
+    return jnp.broadcast_to(jnp.mean(std), (h.shape[0], 1))
+  onehot = _one_hot(labels, num_classes)  # (B, K)
+  count = jnp.maximum(jnp.sum(onehot, axis=0), 1.0)[:, None]  # (K, 1)
+  mean = (onehot.T @ h) / count  # (K, F)
+  var = (onehot.T @ jnp.square(h - onehot @ mean)) / count
+  std = jnp.mean(jnp.sqrt(var + 1e-8), axis=-1)  # (K,)
+  return (onehot @ std)[:, None]
+
+
 class MaxoutDiscriminator(nn.Module):
-  """Mirza & Osindero's maxout D (see the module docstring); `num_classes=0`: unconditional."""
+  """Mirza & Osindero's maxout D (see the module docstring); `num_classes=0`: unconditional.
+  `minibatch_std`: the joint layer also gets `within_class_stddev` of the x features (not in the
+  paper; it gives D the batch's diversity, against mode collapse). D must then see real and fake
+  examples in separate calls, as the methods do."""
   num_classes: int = 10
   x_units: int = 240
   x_pieces: int = 5
@@ -80,14 +104,19 @@ class MaxoutDiscriminator(nn.Module):
   joint_units: int = 240
   joint_pieces: int = 4
   dropout: float = 0.5
+  minibatch_std: bool = False
   kernel_init: layers.Initializer = layers.kernel_init("default")
 
   @nn.compact
   def __call__(self, x: Array, labels: Array | None = None, train: bool = False) -> Array:
     _check_labels(labels, self.num_classes, x.shape[0])
     drop = lambda h: nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = drop(layers.Maxout(self.x_units, self.x_pieces, self.kernel_init, name="x_maxout")(
-        x.reshape(x.shape[0], -1)))
+    h = layers.Maxout(self.x_units, self.x_pieces, self.kernel_init, name="x_maxout")(
+        x.reshape(x.shape[0], -1))
+    spread = within_class_stddev(h, labels, self.num_classes) if self.minibatch_std else None
+    h = drop(h)
+    if spread is not None:
+      h = jnp.concatenate([h, spread], axis=-1)
     if self.num_classes:
       h_y = drop(layers.Maxout(self.y_units, self.y_pieces, self.kernel_init, name="y_maxout")(
           _one_hot(labels, self.num_classes)))
