@@ -221,7 +221,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                           if isinstance(v, (int, float, str, bool))})
 
   def write_samples(step):
-    images = parallel.to_host(sample_fn(state, sample_batch))
+    # Column by column: to_host on the whole dict would rebuild it with sorted keys.
+    images = {k: parallel.to_host(v) for k, v in sample_fn(state, sample_batch).items()}
     # A method may show more than the default 8 samples per column (SAMPLE_GRID_ROWS).
     grid = visualize.make_grid(images, max_rows=getattr(method, "SAMPLE_GRID_ROWS", 8))
     if parallel.is_main_process():
