@@ -73,7 +73,15 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
     # 32 px: the reference's 6 stride-2 D convs would leave 0.5 px; 4 leave a 2x2 critic map.
     c.model.update(g_conv_dim=16, d_conv_dim=16, g_repeat_num=3, d_repeat_num=4)
     c.batch_size = 16
-    c.optim.num_steps = 3000 if arg == "digits" else 6000
+    # A short run needs a higher lr than the reference's 1e-4 (same betas; linear decay over the
+    # second half); n_critic stays at the reference's 5. Measured (digits, 2 shared CPU cores):
+    # lr 1e-4, 1000 steps: target_acc 0.643 (Bold 0.62, Italic 0.47, Serif 0.47, Inverted 1.00);
+    # lr 5e-4, 1000 steps (12 min at 0.6-1.4 steps/s): target_acc 0.727 (Bold 0.82, Italic 0.49,
+    # Serif 0.61, Inverted 1.00), all labels right 0.53.
+    # RESULT_PLACEHOLDER
+    if arg == "digits":
+      c.optim.update(lr=5e-4, lr_G=5e-4, lr_D=5e-4)
+    c.optim.num_steps = 1500 if arg == "digits" else 6000  # digits_both: lr 1e-4, not re-tuned
     c.optim.num_steps_decay = c.optim.num_steps // 2
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 50, 500, 500, 0
     c.eval.metrics = ("target_acc",)
