@@ -81,7 +81,7 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
     #     Inverted 1.00), all right 0.53;
     #   lr 5e-4, 1500 steps (17 min, 0.6-2.2 steps/s): 0.817 (Bold 0.90, Italic 0.55, Serif 0.82,
     #     Inverted 1.00), all right 0.71;
-    #   this preset, lr 1e-3, 1500 steps (10 min, 1.3-4 steps/s, a less loaded CPU): 0.852 (Bold 0.90,
+    #   this preset, lr 1e-3, 1500 steps (10 min, 1.3-4 steps/s, less load): 0.852 (Bold 0.90,
     #     Italic 0.69, Serif 0.82, Inverted 1.00), all right 0.77. Italic (a slant) learns slowest.
     # (500 test images; the attribute classifier reads real test digits at 1.00/1.00/0.98/1.00.)
     if arg == "digits":
