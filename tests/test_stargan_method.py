@@ -195,3 +195,18 @@ def test_translate_cli_with_target(digits_runs, tmp_path):
   assert grid.shape == (36, 5 * 34 + 2, 3)  # input + one column per attribute, 2 px padding
   with pytest.raises(ValueError, match=r"Thin.*valid names"):
     translate_cli.translate_files(straight, str(src), str(out), target="Thin")
+
+
+def test_sample_grid_starts_with_input(digits_runs):
+  """The engine's samples PNG keeps the method's column order: the input first, then one column per
+  target (jax's tree utilities would rebuild the dict with sorted keys, putting 'input' last)."""
+  from translate import visualize
+  straight, _ = digits_runs
+  config = tiny_config("stargan", batch_size=4)
+  batch = next(stargan.create_dataset(config, "test", 8, seed=config.seed, train=False)
+               .as_numpy_iterator())
+  grid = np.asarray(Image.open(os.path.join(straight, "samples", "step_00000004.png")))
+  assert grid.shape == (8 * 34 + 2, 5 * 34 + 2, 3)  # 8 samples; input + 4 attributes
+  inputs = visualize.to_uint8(batch["image"])
+  for i in range(8):
+    np.testing.assert_array_equal(grid[2 + 34 * i:34 * (i + 1), 2:34], inputs[i])
