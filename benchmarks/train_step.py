@@ -69,7 +69,10 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
   config = load_config(spec)
   config.update(overrides)
   config.batch_size = num_devices
-  config.data.crop_size = size  # networks built for an image size (U-GAT-IT's full generator) use it
+  if "crop_size" in config.data:  # networks built for an image size (U-GAT-IT's full G) use it
+    config.data.crop_size = size
+  else:  # StarGAN's labelled data
+    config.data.image_size = size
   method = train.get_method(config.method)
   mesh = parallel.make_mesh(num_devices)
   optimizers = (method.make_optimizers(config, 1000) if hasattr(method, "make_optimizers")
