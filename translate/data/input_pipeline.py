@@ -578,18 +578,23 @@ def _paired_stream(files: _Files, opts: Options, train: bool, seed: int, pi: int
   return ds.map(transform, num_parallel_calls=AUTOTUNE)
 
 
-def _domain_length(domain) -> int:
-  if isinstance(domain, _Files):
-    return len(domain.paths)
-  if isinstance(domain, _Arrays):
-    return len(domain.images)
+def tfds_length(name: str, split: str, data_dir: str | None) -> int:
+  """Examples in a tfds split (also for labelled sources)."""
   import tensorflow_datasets as tfds
-  ds = tfds.load(domain.name, split=domain.split, data_dir=domain.data_dir,
+  ds = tfds.load(name, split=split, data_dir=data_dir,
                  decoders={"image": tfds.decode.SkipDecoding()})
   n = int(ds.cardinality())
   if n < 0:  # unknown: count (only encoded bytes are read)
     n = int(ds.reduce(np.int64(0), lambda count, _: count + 1))
   return n
+
+
+def _domain_length(domain) -> int:
+  if isinstance(domain, _Files):
+    return len(domain.paths)
+  if isinstance(domain, _Arrays):
+    return len(domain.images)
+  return tfds_length(domain.name, domain.split, domain.data_dir)
 
 
 # ----------------------------------------------------------------------------------------------------

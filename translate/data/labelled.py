@@ -234,13 +234,7 @@ def _length(source) -> int:
     return len(source.images)
   if isinstance(source, _Files):
     return len(source.paths)
-  import tensorflow_datasets as tfds
-  ds = tfds.load(source.name, split=source.split, data_dir=source.data_dir,
-                 decoders={"image": tfds.decode.SkipDecoding()})
-  n = int(ds.cardinality())
-  if n < 0:
-    n = int(ds.reduce(np.int64(0), lambda count, _: count + 1))
-  return n
+  return input_pipeline.tfds_length(source.name, source.split, source.data_dir)
 
 
 def _centre_crop(image: tf.Tensor, size: int) -> tf.Tensor:
