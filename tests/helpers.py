@@ -67,3 +67,18 @@ def make_batch(method: str, config, rng: np.random.Generator, batch_size: int | 
             "label": labels}
   return {"A": rng.uniform(-1, 1, (n, 32, 32, d.input_nc)).astype(np.float32),
           "B": rng.uniform(-1, 1, (n, 32, 32, d.output_nc)).astype(np.float32)}
+
+
+def straight_and_resumed_runs(config, base, steps: int = 4, stop_at: int = 2):
+  """Trains `config` for `steps` straight in base/straight, and in base/resumed for `stop_at` steps,
+  then again to `steps` (a fresh train_and_evaluate call resumes from the checkpoint). Returns the two
+  workdirs and the straight run's results; `config.num_train_steps` is left at `steps`."""
+  from translate import train
+  straight, resumed = str(base / "straight"), str(base / "resumed")
+  config.num_train_steps = steps
+  results = train.train_and_evaluate(config, straight)
+  config.num_train_steps = stop_at
+  train.train_and_evaluate(config, resumed)
+  config.num_train_steps = steps
+  train.train_and_evaluate(config, resumed)
+  return straight, resumed, results

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import tiny_config
+from tests.helpers import straight_and_resumed_runs, tiny_config
 from tests.test_train import final_state, max_diff
 from translate import generate as generate_cli
 from translate import layers, train
@@ -245,16 +245,9 @@ def cgan_runs(tmp_path_factory):
   """cGAN (MLP) on the embedded MNIST: 4 steps straight, and 2 steps + a restart + 2."""
   base = tmp_path_factory.mktemp("cgan")
   config = tiny_config("cgan", batch_size=4)
-  config.num_train_steps = 4
   config.eval.metrics = ("class_acc", "class_div")
   config.eval.max_images = 20
-  straight = str(base / "straight")
-  results = train.train_and_evaluate(config, straight)
-  resumed = str(base / "resumed")
-  config.num_train_steps = 2
-  train.train_and_evaluate(config, resumed)
-  config.num_train_steps = 4
-  train.train_and_evaluate(config, resumed)
+  straight, resumed, results = straight_and_resumed_runs(config, base)
   return straight, resumed, config, results
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import load_config, tiny_config
+from tests.helpers import load_config, straight_and_resumed_runs, tiny_config
 from tests.test_train import final_state, max_diff
 from translate import train
 from translate import translate as translate_cli
@@ -151,14 +151,7 @@ def digits_runs(tmp_path_factory):
   """4 steps straight, and 2 + resume + 2 (n_critic 2: G updates at steps 2 and 4)."""
   base = tmp_path_factory.mktemp("stargan")
   config = tiny_config("stargan", batch_size=4)
-  config.num_train_steps = 4
-  straight = str(base / "straight")
-  train.train_and_evaluate(config, straight)
-  resumed = str(base / "resumed")
-  config.num_train_steps = 2
-  train.train_and_evaluate(config, resumed)
-  config.num_train_steps = 4
-  train.train_and_evaluate(config, resumed)
+  straight, resumed, _ = straight_and_resumed_runs(config, base)
   return straight, resumed
 
 
@@ -218,13 +211,7 @@ def test_mask_vector_training_end_to_end(tmp_path):
   config = tiny_config("stargan", batch_size=4, preset="digits_both")
   lay = stargan.layout(config)
   assert lay.mask_dim == 2 and lay.label_dim == 4 + 10 + 2
-  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  config.num_train_steps = 4
-  train.train_and_evaluate(config, straight)
-  config.num_train_steps = 2
-  train.train_and_evaluate(config, resumed)
-  config.num_train_steps = 4
-  train.train_and_evaluate(config, resumed)
+  straight, resumed, _ = straight_and_resumed_runs(config, tmp_path)
   step, a = final_state(straight)
   _, b = final_state(resumed)
   assert step == 4 and max_diff(a, b) <= 1e-6

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.helpers import tiny_config
+from tests.helpers import straight_and_resumed_runs, tiny_config
 from translate import checkpoint, train
 from translate import translate as translate_cli
 
@@ -59,14 +59,7 @@ def digits_runs(tmp_path_factory):
   """CycleGAN on the embedded digits: 4 steps straight, and 2 steps + a new process-like restart + 2."""
   base = tmp_path_factory.mktemp("digits")
   config = tiny_config("cyclegan", batch_size=4)
-  config.num_train_steps = 4
-  straight = str(base / "straight")
-  train.train_and_evaluate(config, straight)
-  resumed = str(base / "resumed")
-  config.num_train_steps = 2
-  train.train_and_evaluate(config, resumed)
-  config.num_train_steps = 4
-  train.train_and_evaluate(config, resumed)
+  straight, resumed, _ = straight_and_resumed_runs(config, base)
   return straight, resumed, config
 
 
