@@ -9,7 +9,6 @@ from PIL import Image
 
 from tests.helpers import load_config, straight_and_resumed_runs, tiny_config
 from tests.test_train import final_state, max_diff
-from translate import train
 from translate import translate as translate_cli
 from translate.data import digits, labelled
 from translate.methods import stargan
