@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from translate import parallel, train, training  # noqa: E402
+from translate import loop, methods, parallel, training  # noqa: E402
 
 CASES = {
     "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
@@ -73,14 +73,15 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
     config.data.crop_size = size
   else:  # StarGAN's labelled data
     config.data.image_size = size
-  method = train.get_method(config.method)
+  method = methods.get(config.method)
   mesh = parallel.make_mesh(num_devices)
-  optimizers = (method.make_optimizers(config, 1000) if hasattr(method, "make_optimizers")
-                else training.make_optimizers(config.optim, 1000, method.GROUPS))
+  optimizers = method.optimizers(config, 1000, 200000)
   rng = np.random.default_rng(0)
   shape = (config.batch_size, size, size, 3)
-  labelled = getattr(method, "INPUT_KEYS", ("A", "B")) == ("image",)  # an image and its labels
-  label_dim = method.layout(config).label_dim if labelled else 0
+  labelled = method.data.name == "labelled"  # an image and its label vector
+  if labelled:
+    from translate.data import labelled as labelled_data
+    label_dim = labelled_data.label_layout(config.data).label_dim
 
   def host_batch(n):
     if labelled:
@@ -90,23 +91,24 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
             "B": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32)}
 
   example = {k: np.zeros_like(v) for k, v in host_batch(1).items() if k != "label"}
-  state = train.create_train_state(config, method, mesh, optimizers, example)
-  step = train.make_train_step(config, method, mesh, optimizers)
+  frozen = parallel.replicate(method.frozen(config), mesh)
+  state = loop.create_train_state(config, method, mesh, optimizers, example, frozen)
+  step = loop.make_train_step(config, method, mesh, optimizers)
 
   def batch():
     return parallel.shard_batch(host_batch(config.batch_size), mesh)
 
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch()).compile()
+  compiled = step.lower(state, batch(), frozen).compile()
   compile_s = time.perf_counter() - t0
   for _ in range(warmup):
-    state, metrics = compiled(state, batch())
+    state, metrics = compiled(state, batch(), frozen)
   jax.block_until_ready(state)
   times = []
   for _ in range(iters):
     b = batch()
     t0 = time.perf_counter()
-    state, metrics = compiled(state, b)
+    state, metrics = compiled(state, b, frozen)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
   median = statistics.median(times)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.helpers import straight_and_resumed_runs, tiny_config
 from tests.test_train import final_state, max_diff
-from translate import generate as generate_cli
+from translate import translate as translate_cli
 from translate import layers, train
 from translate.methods import cgan
 from translate.networks import gan as gan_nets
@@ -276,21 +276,21 @@ def test_cgan_resume_equals_straight_run(cgan_runs):
 def test_generate_cli(cgan_runs, tmp_path):
   straight, _, config, _ = cgan_runs
   out = str(tmp_path / "threes.png")
-  generate_cli.main(["--workdir", straight, "--class", "3", "--num", "7", "--output", out])
+  translate_cli.main(["--workdir", straight, "--class", "3", "--num", "7", "--output", out])
   assert np.asarray(Image.open(out)).shape == (3 * 30 + 2, 3 * 30 + 2, 3)  # 3 x 3 cells
   # the CLI's images are the generator applied by hand to class 3
-  images = generate_cli.generate_images(straight, [3] * 7, seed=0)
-  from translate import translate as translate_lib
-  translator = translate_lib.Translator(straight)
+  translator = translate_cli.Predictor(straight)
+  images = translator.predict("generate", labels=np.full((7,), 3), rng=jax.random.PRNGKey(0))["image"]
   z = cgan.sample_z(translator.config, jax.random.PRNGKey(0), 7)
   np.testing.assert_allclose(images, cgan.generate(translator.config, translator.state,
                                                    jnp.full((7,), 3), z=z), atol=1e-6)
-  grid = generate_cli.generate_grid(straight, 2, "all")
-  assert grid.shape == (10 * 30 + 2, 2 * 30 + 2, 3)
+  all_png = str(tmp_path / "all.png")
+  translate_cli.translate_files(straight, None, all_png, target="all", num=2)
+  assert np.asarray(Image.open(all_png)).shape == (10 * 30 + 2, 2 * 30 + 2, 3)
   with pytest.raises(ValueError, match="0-9"):
-    generate_cli.generate_grid(straight, 4, "12")
+    translate_cli.translate_files(straight, None, out, target="12", num=4)
   with pytest.raises(ValueError, match="needs --class"):
-    generate_cli.generate_grid(straight, 4, None)
+    translate_cli.translate_files(straight, None, out, num=4)
 
 
 def test_gan_with_conv_nets(tmp_path):
@@ -307,13 +307,13 @@ def test_gan_with_conv_nets(tmp_path):
   grid = np.asarray(Image.open(sorted(glob.glob(os.path.join(workdir, "samples", "*.png")))[-1]))
   assert grid.shape == (10 * 34 + 2, 3 * 34 + 2, 3)
   with pytest.raises(ValueError, match="unconditional"):
-    generate_cli.generate_grid(workdir, 4, "3")
+    translate_cli.translate_files(workdir, None, str(tmp_path / "g.png"), target="3", num=4)
 
 
 def test_evaluate_cli_computes_class_acc(cgan_runs):
-  from translate import evaluate
+  from translate import evaluation
   straight, _, _, results = cgan_runs
-  record = evaluate.evaluate_workdir(straight, ["class_acc"], overrides={"max_images": 20})
+  record = evaluation.evaluate_workdir(straight, ["class_acc"], overrides={"max_images": 20})
   # the same checkpoint, noise and classifier as the run's final evaluation
   assert record["results"]["class_acc"] == pytest.approx(results["class_acc"])
   assert os.path.exists(os.path.join(straight, "evaluation.md"))

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ from PIL import Image
 
 from tests.conftest import REPO
 from tests.helpers import tiny_config
-from translate import evaluate, train
+from translate import evaluation as evaluate
+from translate import train
+from translate.methods import base
 from translate.data import input_pipeline
 from translate.metrics import inception
 
@@ -86,7 +87,10 @@ def _write(path, array):
   Image.fromarray(array).save(path)
 
 
-IDENTITY = types.SimpleNamespace(translate=lambda config, state, images, direction="AtoB": images)
+IDENTITY = base.Method(
+    name="identity", build_networks=lambda config: {}, create_state=None, train_step=None,
+    sample_images=None, predicts={"AtoB": base.Predict(
+        lambda config, state, frozen, images: {"image": images})})
 
 
 def test_each_test_image_counts_once(tmp_path):

@@ -23,7 +23,7 @@ import json, sys
 import numpy as np
 import jax
 sys.path.insert(0, REPO)
-from translate import parallel, train, training
+from translate import loop, methods, parallel
 from tests.helpers import tiny_config, make_batch
 
 assert jax.device_count() == 8, jax.devices()
@@ -32,7 +32,7 @@ for method_name in sys.argv[1:]:
   float64 = method_name in FLOAT64
   jax.config.update("jax_enable_x64", float64)
   config = tiny_config(method_name, batch_size=8)
-  method = train.get_method(method_name)
+  method = methods.get(method_name)
   rng = np.random.default_rng(0)
   batches = [make_batch(method_name, config, rng) for _ in range(2)]
   if float64:
@@ -41,16 +41,16 @@ for method_name in sys.argv[1:]:
   results = {}
   for n in (1, 8):
     mesh = parallel.make_mesh(n)
-    optimizers = (method.make_optimizers(config, 10) if hasattr(method, "make_optimizers")
-                  else training.make_optimizers(config.optim, 10, method.GROUPS))
-    state = train.create_train_state(config, method, mesh, optimizers, example)
+    optimizers = method.optimizers(config, 10, 20)
+    frozen = parallel.replicate(method.frozen(config), mesh)
+    state = loop.create_train_state(config, method, mesh, optimizers, example, frozen)
     if float64:
       state = jax.jit(lambda s: jax.tree_util.tree_map(
           lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, s),
           out_shardings=parallel.replicated(mesh))(state)
-    step = train.make_train_step(config, method, mesh, optimizers)
+    step = loop.make_train_step(config, method, mesh, optimizers)
     for b in batches:
-      state, metrics = step(state, parallel.shard_batch(b, mesh))
+      state, metrics = step(state, parallel.shard_batch(b, mesh), frozen)
     leaf = jax.tree_util.tree_leaves(state.params)[0]
     results[n] = (parallel.to_host(state), len(leaf.sharding.device_set))
   (s1, d1), (s8, d8) = results[1], results[8]

@@ -14,9 +14,14 @@ from PIL import Image
 
 from tests.helpers import load_config, tiny_config
 from tests.test_train import final_state, max_diff, write_folder_dataset
-from translate import parallel, train
+from translate import loop, methods, parallel, train
 from translate import translate as translate_cli
 from translate.methods import ugatit
+
+# The sample grid's columns: per direction, the paper's Figure-2 layout (source, generator attention,
+# result, the target domain's global and local discriminator attention, cycle reconstruction).
+SAMPLE_COLUMNS = ("real_A", "attention_G_A2B", "fake_B", "attention_disGB", "attention_disLB", "rec_A",
+                  "real_B", "attention_G_B2A", "fake_A", "attention_disGA", "attention_disLA", "rec_B")
 
 
 def _leaves(tree, name):
@@ -60,9 +65,9 @@ def test_trains_writes_samples_with_attention_maps(digits_runs):
   assert len(grids) == 4
   grid = np.asarray(Image.open(grids[-1]).convert("RGB"))
   cell, pad = 32, 2
-  assert grid.shape[1] == len(ugatit.SAMPLE_ROWS) * (cell + pad) + pad  # 12 columns
+  assert grid.shape[1] == len(SAMPLE_COLUMNS) * (cell + pad) + pad  # 12 columns
   columns = {name: grid[pad:pad + cell, pad + j * (cell + pad):pad + j * (cell + pad) + cell]
-             for j, name in enumerate(ugatit.SAMPLE_ROWS)}
+             for j, name in enumerate(SAMPLE_COLUMNS)}
   # The grid keeps the method's column order: the digits are grey, the attention maps jet-coloured.
   for name, image in columns.items():
     if name.startswith("attention"):
@@ -121,21 +126,21 @@ def test_rho_clipped_after_an_update_that_pushes_it_out(digits_runs):
   """Every rho set to a bound of [0, 1]: the gradient pushes some of them outwards, and the clip must
   leave those exactly on the bound while the others move inwards by about lr (Adam's first step)."""
   _, _, config = digits_runs
-  method = train.get_method("ugatit")
+  method = methods.get("ugatit")
   mesh = parallel.make_mesh(1)
-  optimizers = ugatit.make_optimizers(config, 1)
-  data = train.data_functions(method)
+  optimizers = ugatit.make_optimizers(config, 1, config.num_train_steps)
+  data = method.data
   batch = next(data.create_dataset(config, "train", 2, seed=0, train=True).as_numpy_iterator())
   example = {k: np.zeros_like(batch[k][:1]) for k in ("A", "B")}
   # The engine's own jitted functions, so JAX's compilation cache serves the fixture's programs.
-  state = train.create_train_state(config, method, mesh, optimizers, example)
+  state = loop.create_train_state(config, method, mesh, optimizers, example)
   on_bounds = jax.tree_util.tree_map_with_path(
       lambda p, x: (jnp.where(jnp.arange(x.size) % 2 == 0, 1.0, 0.0).astype(x.dtype)
                     if str(getattr(p[-1], "key", "")) == "rho" else x), state.params)
   state = state.replace(params=on_bounds)
   start = np.concatenate(list(_leaves(state.params["G"], "rho").values()))
-  step = train.make_train_step(config, method, mesh, optimizers)
-  new_state, metrics = step(state, parallel.shard_batch(batch, mesh))  # donates `state`
+  step = loop.make_train_step(config, method, mesh, optimizers)
+  new_state, metrics = step(state, parallel.shard_batch(batch, mesh), {})  # donates `state`
   assert np.isfinite(float(metrics["loss_G"]))
   rhos = np.concatenate(list(_leaves(new_state.params["G"], "rho").values()))
   assert rhos.min() >= 0.0 and rhos.max() <= 1.0
@@ -149,7 +154,7 @@ def test_rho_clipped_after_an_update_that_pushes_it_out(digits_runs):
 def test_adam_weight_decay_is_torch_l2_and_lr_decays_in_second_half():
   config = load_config("configs/ugatit.py", "selfie2anime")
   config.num_train_steps = 10
-  opt = ugatit.make_optimizers(config, 1)["G"]
+  opt = ugatit.make_optimizers(config, 1, config.num_train_steps)["G"]
   lr, wd, b1, b2, eps = 1e-4, 1e-4, 0.5, 0.999, 1e-8  # the reference's defaults
   assert (config.optim.lr, config.optim.weight_decay, config.optim.b1) == (lr, wd, b1)
   rng = np.random.default_rng(0)

@@ -58,10 +58,12 @@ class Checkpointer:
           f"The checkpoint in {self.directory} belongs to another run: " + "; ".join(diffs[:10]) +
           ". Use another --workdir (the existing checkpoint is left untouched).")
 
-  def restore(self, target_state: Any, step: int | None = None) -> Any:
-    """Restores the latest (or given) checkpoint onto the structure and shardings of `target_state`."""
+  def restore(self, target_state: Any, step: int | None = None, check: bool = True) -> Any:
+    """Restores the latest (or given) checkpoint onto the structure and shardings of `target_state`
+    (arrays or ShapeDtypeStructs); `check` first compares the stored meta with this run's."""
     step = self.latest_step() if step is None else step
-    self.check_compatible(step)
+    if check:
+      self.check_compatible(step)
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_like(target_state))))

@@ -108,6 +108,36 @@ def run_net(module: nn.Module, params: PyTree, collections: Mapping, *args,
   return module.apply(variables, *args, rngs=rngs, **kwargs), dict(collections)
 
 
+def new_state(params: dict, collections: dict, optimizers: dict, rng: jax.Array,
+              extra: dict | None = None) -> TrainState:
+  """The state at step 0: `params` by group, each group's optimiser state initialised."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, collections=collections,
+                    opt_state={g: optimizers[g].init(params[g]) for g in params},
+                    extra={} if extra is None else extra, rng=rng)
+
+
+def init_networks(nets: Mapping[str, nn.Module], inputs: Mapping[str, tuple], rng: jax.Array,
+                  group_of: Callable[[str], str]) -> tuple[dict, dict]:
+  """Initialises every net of `nets` on its example `inputs[name]` (a tuple of arguments) with its own
+  key split from `rng` (in sorted name order); returns (params by group -> net, collections by net)."""
+  params: dict = {}
+  collections = {}
+  for name, key in zip(sorted(nets), jax.random.split(rng, len(nets))):
+    p, collections[name] = init_net(nets[name], key, *inputs[name])
+    params.setdefault(group_of(name), {})[name] = p
+  return params, collections
+
+
+def update_group(optimizer: optax.GradientTransformation, state: TrainState, group: str,
+                 grads: PyTree, params: PyTree | None = None, opt_state: PyTree | None = None
+                 ) -> tuple[PyTree, PyTree]:
+  """One optimiser step of `group` (its params and optimiser state from `state` unless given):
+  (new params, new optimiser state)."""
+  params = state.params[group] if params is None else params
+  opt_state = state.opt_state[group] if opt_state is None else opt_state
+  return apply_updates(optimizer, params, opt_state, grads)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Image pool (Shrivastava et al.; CycleGAN's ImagePool), jit-safe
 # ----------------------------------------------------------------------------------------------------

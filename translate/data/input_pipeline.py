@@ -686,6 +686,17 @@ def dataset_size(data_config: Any, split: str) -> int:
   return max(_tfds_num_examples(opts, split + name) for name in ("A", "B"))
 
 
+def test_counts(data_config: Any) -> tuple[dict | None, bool]:
+  """({'A': nA, 'B': nB} distinct images of the unpaired test split, False), or (None, True) for paired
+  data, where element k of A and of B are an input and its ground truth. The unpaired test pass pairs
+  A[k % nA] with B[k % nB] for k < max(nA, nB), so evaluation counts each image once by these sizes."""
+  opts = options_from_config(data_config)
+  if opts.paired:
+    return None, True
+  domains = _unpaired_domains(opts, "test", 0, 1, validate=False)
+  return {k: _domain_length(domains[k]) for k in ("A", "B")}, False
+
+
 def describe(data_config: Any) -> str:
   """One line for logs, e.g. "folder /data/h2z (unpaired, AtoB): resize_and_crop 286->256, flip, ..."."""
   opts = options_from_config(data_config)
@@ -711,5 +722,5 @@ def describe(data_config: Any) -> str:
   return parts[0] + ": " + ", ".join(parts[1:])
 
 
-__all__ = ["Options", "ImageFileError", "create_dataset", "dataset_size", "describe",
+__all__ = ["Options", "ImageFileError", "create_dataset", "dataset_size", "describe", "test_counts",
            "keep_tf_off_accelerators", "options_from_config"]

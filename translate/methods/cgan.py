@@ -10,15 +10,15 @@ smoothed (`model.d_real_target`, 0.9 = one-sided label smoothing, Salimans et al
 Metrics: `class_acc` (does the digit classifier see the requested class?) and `class_div` (are the
 digits of a class as varied as real ones? 0 = G ignores z).
 
-`translate/methods/gan.py` re-exports this module: everything here looks at `config.method`, and the
-'gan' method simply drops y (an unconditional G and D; no class_acc).
+`translate/methods/gan.py` is this module's `make_method("gan")`: everything here looks at
+`config.method`, and the 'gan' method simply drops y (an unconditional G and D; no class_acc).
 
 Data: the 4500 MNIST train digits of `translate.data.digits` (500 test), grey, cropped back to the
 original 28x28 (`data.image_size=28`, the MLP nets) or kept zero-padded at 32x32 (32, the conv nets);
 batches are {'image': float32 (B, H, W, 1) in [-1, 1], 'label': int32 (B,)}.
 
-"Translating" with this family means generating: `translate(config, state, labels)` (and
-`python -m translate.generate`) draws one image per requested class label.
+"Translating" with this family means generating: the predict `generate` (labels, rng) draws one image
+per requested class label (`python -m translate.translate --workdir=... --class=3 --num=64`).
 """
 from __future__ import annotations
 
@@ -29,16 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from translate import layers, losses, training
+from translate.methods import base
 from translate.networks import gan as gan_nets
 
-GROUPS = ("G", "D")
-INPUT_KEYS = ("image", "label")  # the keys of a batch (the engine builds its example batch from them)
 NUM_CLASSES = 10
-# The sample grid: a row per digit class (rows are what make_grid stacks samples into), a column per
-# noise vector; in a column every row shares one z, so a column shows one "style" across classes.
-SAMPLE_ROWS = tuple(f"digit_{d}" for d in range(NUM_CLASSES))
-SAMPLE_GRID_ROWS = NUM_CLASSES
-DIRECTIONS = {"generate": "G"}
 IMAGE_SIZES = (28, 32)
 MNIST_PAD = 2  # translate.data.digits pads MNIST's 28x28 by 2 px to 32x32
 
@@ -51,8 +45,8 @@ def num_classes(config) -> int:
   return NUM_CLASSES if is_conditional(config) else 0
 
 
-def check_config(config) -> None:
-  """Start-up checks (called by the engine before anything runs)."""
+def check_config(config) -> dict:
+  """Start-up checks (called by the engine before anything runs); nothing derived."""
   m, d = config.model, config.data
   if m.arch not in gan_nets.ARCHS:
     raise ValueError(f"Unknown model.arch {m.arch!r}; expected one of {gan_nets.ARCHS}.")
@@ -74,6 +68,7 @@ def check_config(config) -> None:
   if d.source != "mnist":
     raise ValueError(f"The {config.method} method reads the embedded MNIST digits; data.source must be "
                      f"'mnist', got {d.source!r}.")
+  return {}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -163,7 +158,8 @@ def _labels(config, labels):
   return labels.astype(jnp.int32) if is_conditional(config) else None
 
 
-def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
+def create_state(config, rng, optimizers, example_batch, frozen) -> training.TrainState:
+  del frozen
   nets = build_networks(config)
   image = jnp.zeros(example_batch["image"].shape[1:], jnp.float32)[None]
   labels = _labels(config, jnp.zeros((1,), jnp.int32))
@@ -173,12 +169,11 @@ def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
   params["G"], collections["G"] = training.init_net(nets["G"], k_g, z, labels)
   params["D"], collections["D"] = training.init_net(nets["D"], k_d, image, labels)
   params = {"G": {"G": params["G"]}, "D": {"D": params["D"]}}
-  return training.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, collections=collections,
-      opt_state={g: optimizers[g].init(params[g]) for g in GROUPS}, extra={}, rng=k_state)
+  return training.new_state(params, collections, optimizers, k_state)
 
 
-def train_step(config, optimizers, state: training.TrainState, batch):
+def train_step(config, optimizers, state: training.TrainState, batch, frozen):
+  del frozen
   nets = build_networks(config)
   real = batch["image"]
   labels = _labels(config, batch["label"])
@@ -250,18 +245,44 @@ def generate(config, state, labels, z=None, rng=None):
   return y
 
 
-def translate(config, state, labels, direction: str = "generate"):
-  """This family's "translation": class labels in, one generated image per label out."""
-  if direction not in DIRECTIONS:
-    raise ValueError(f"Unknown direction {direction!r}; the {config.method} method only has "
-                     f"{sorted(DIRECTIONS)}.")
-  return generate(config, state, labels)
+def parse_class(config, text: str | None, count: int) -> np.ndarray:
+  """The labels of the command line's --class for `count` images: (count,) of one digit, or for 'all'
+  (count, 10): a column per noise vector, a row per class. The unconditional 'gan' takes no class."""
+  if not is_conditional(config):
+    if text is not None:
+      raise ValueError(f"a {config.method!r} model is unconditional; leave out --class.")
+    return np.zeros((count,), np.int32)
+  if text is None:
+    raise ValueError(f"a {config.method} model needs --class: a digit 0-9, or 'all'.")
+  if text == "all":
+    return np.tile(np.arange(NUM_CLASSES, dtype=np.int32), (count, 1))
+  try:
+    digit = int(text)
+  except ValueError:
+    digit = -1
+  if not 0 <= digit < NUM_CLASSES:
+    raise ValueError(f"--class must be a digit 0-9 or 'all', got {text!r}.")
+  return np.full((count,), digit, np.int32)
 
 
-def sample_images(config, state, batch) -> dict:
+def generate_from_labels(config, state, frozen, labels, rng) -> dict:
+  """The predict `generate`: labels (N,) -> 'image' (N, s, s, 1), a z per image drawn from `rng`; or
+  labels (K, R) -> (K, R, s, s, 1), one z per column k shared by its R rows."""
+  del frozen
+  labels = jnp.asarray(labels, jnp.int32)
+  if labels.ndim == 2:
+    cols, rows = labels.shape
+    z = jnp.repeat(sample_z(config, rng, cols), rows, axis=0)
+    images = generate(config, state, labels.reshape(-1), z=z)
+    return {"image": images.reshape(cols, rows, *images.shape[1:])}
+  return {"image": generate(config, state, labels, z=sample_z(config, rng, labels.shape[0]))}
+
+
+def sample_images(config, state, batch, frozen) -> dict:
   """Columns z_0..z_{N-1} of a grid with a row per digit class (fixed noise, so grids of different
-  steps are comparable). The test batch is not needed: samples come from noise."""
-  del batch
+  steps are comparable); in a column every row shares one z, so a column shows one "style" across
+  classes. The test batch is not needed: samples come from noise."""
+  del batch, frozen
   cols = config.samples_per_class
   z = sample_z(config, jax.random.PRNGKey(config.seed + 12345), cols)
   labels = jnp.tile(jnp.arange(NUM_CLASSES, dtype=jnp.int32), cols)  # column-major: j * 10 + digit
@@ -301,7 +322,7 @@ def pad_to_classifier(images: np.ndarray) -> np.ndarray:
   return images
 
 
-def class_acc(config, method, state) -> dict:
+def class_acc(config, method, state, frozen) -> dict:
   """`class_acc`: the project's MNIST digit classifier (translate.metrics.digit_classifier) judges
   whether generated digits show the requested class; eval.max_images (default 1000) samples, as many
   per class. Fresh noise from the config's seed."""
@@ -370,7 +391,7 @@ def _generated_for_eval(config, state) -> tuple[np.ndarray, np.ndarray]:
   return np.concatenate(images), labels
 
 
-def class_div(config, method, state) -> dict:
+def class_div(config, method, state, frozen) -> dict:
   """`class_div`: `class_diversity` of eval.max_images generated digits against the MNIST test
   digits (about 50 per class) at the config's image size."""
   if not is_conditional(config):
@@ -380,4 +401,19 @@ def class_div(config, method, state) -> dict:
   return class_diversity(images, labels, real_images, real_labels).as_dict("class_div")
 
 
-METRICS = {"class_acc": class_acc, "class_div": class_div}
+def make_method(name: str) -> base.Method:
+  """The conditional ('cgan') or unconditional ('gan') method; both read the embedded MNIST digits."""
+  data = base.DataKind("mnist", create_dataset, dataset_size, describe)
+  return base.Method(
+      name=name, groups={"G": ("G",), "D": ("D",)}, build_networks=build_networks,
+      create_state=create_state, train_step=train_step, sample_images=sample_images, data=data,
+      input_keys=("image", "label"), check_config=check_config,
+      metrics={"class_acc": class_acc, "class_div": class_div} if name == "cgan" else {},
+      sample_grid_rows=NUM_CLASSES,  # a row per digit class
+      predicts={"generate": base.Predict(
+          generate_from_labels,
+          (base.Input("labels", base.LABELS, parse=parse_class), base.Input("rng", base.RNG)),
+          description="images of the given classes (--class=3 or all; 'gan': no class) from noise")})
+
+
+METHOD = make_method("cgan")

@@ -11,21 +11,20 @@ import jax
 import jax.numpy as jnp
 
 from translate import losses, networks, training
+from translate.methods import base
 
-GROUPS = ("G", "D")
-SAMPLE_ROWS = ("real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B")
-# Each generator maps the direction's input domain to its output domain.
-DIRECTIONS = {"AtoB": "G_A", "BtoA": "G_B"}
+GROUPS = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
 
 
-def check_config(config) -> None:
-  """Start-up checks (called by the engine before anything runs)."""
+def check_config(config) -> dict:
+  """Start-up checks (called by the engine before anything runs); nothing derived."""
   d = config.data
   if config.loss.lambda_identity > 0 and d.input_nc != d.output_nc:
     raise ValueError(
         f"The identity loss (loss.lambda_identity={config.loss.lambda_identity}) feeds B images to "
         f"G_A, so it needs input_nc == output_nc (got {d.input_nc} and {d.output_nc}); set "
         f"--config.loss.lambda_identity=0.")
+  return {}
 
 
 def build_networks(config) -> dict:
@@ -42,23 +41,19 @@ def build_networks(config) -> dict:
   }
 
 
-def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
-  nets = build_networks(config)
+def create_state(config, rng, optimizers, example_batch, frozen) -> training.TrainState:
+  del frozen
   a, b = jnp.zeros_like(example_batch["A"][:1]), jnp.zeros_like(example_batch["B"][:1])
-  inputs = {"G_A": a, "G_B": b, "D_A": b, "D_B": a}
-  params, collections = {"G": {}, "D": {}}, {}
-  for name, key in zip(sorted(nets), jax.random.split(rng, len(nets))):
-    params[name[0]][name], collections[name] = training.init_net(nets[name], key, inputs[name])
+  inputs = {"G_A": (a,), "G_B": (b,), "D_A": (b,), "D_B": (a,)}
+  params, collections = training.init_networks(build_networks(config), inputs, rng, METHOD.group_of)
   pool = config.loss.pool_size
   extra = {"pool_A": training.pool_init(pool, a.shape[1:]),  # fakes of domain A, for D_B
            "pool_B": training.pool_init(pool, b.shape[1:])}
-  return training.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, collections=collections,
-      opt_state={g: optimizers[g].init(params[g]) for g in GROUPS}, extra=extra,
-      rng=jax.random.fold_in(rng, 1))
+  return training.new_state(params, collections, optimizers, jax.random.fold_in(rng, 1), extra)
 
 
-def train_step(config, optimizers, state: training.TrainState, batch):
+def train_step(config, optimizers, state: training.TrainState, batch, frozen):
+  del frozen
   nets = build_networks(config)
   lo, mode = config.loss, config.model.gan_mode
   real_A, real_B = batch["A"], batch["B"]
@@ -139,15 +134,22 @@ def generate(config, state, name: str, images, rng=None):
   return y
 
 
-def translate(config, state, images, direction: str = "AtoB"):
-  if direction not in DIRECTIONS:
-    raise ValueError(f"Unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}.")
-  return generate(config, state, DIRECTIONS[direction], images)
-
-
-def sample_images(config, state, batch) -> dict:
+def sample_images(config, state, batch, frozen) -> dict:
   """The reference visuals, in its order: real_A, fake_B, rec_A, real_B, fake_A, rec_B."""
+  del frozen
   fake_B = generate(config, state, "G_A", batch["A"])
   fake_A = generate(config, state, "G_B", batch["B"])
   return {"real_A": batch["A"], "fake_B": fake_B, "rec_A": generate(config, state, "G_B", fake_B),
           "real_B": batch["B"], "fake_A": fake_A, "rec_B": generate(config, state, "G_A", fake_A)}
+
+
+METHOD = base.Method(
+    name="cyclegan", groups=GROUPS, build_networks=build_networks, create_state=create_state,
+    train_step=train_step, sample_images=sample_images, check_config=check_config,
+    predicts={  # each generator maps its direction's input domain to the other domain
+        "AtoB": base.Predict(lambda config, state, frozen, images: {
+            "image": generate(config, state, "G_A", images)}, (base.Input("images", domain="A"),),
+            description="G_A: domain A images -> domain B"),
+        "BtoA": base.Predict(lambda config, state, frozen, images: {
+            "image": generate(config, state, "G_B", images)}, (base.Input("images", domain="B"),),
+            description="G_B: domain B images -> domain A")})

@@ -12,10 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from translate import losses, networks, training
-
-GROUPS = ("G", "D")
-SAMPLE_ROWS = ("real_A", "fake_B", "real_B")
-DIRECTIONS = {"AtoB": "G"}
+from translate.methods import base
 
 
 def build_networks(config) -> dict:
@@ -29,19 +26,19 @@ def build_networks(config) -> dict:
   }
 
 
-def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
+def create_state(config, rng, optimizers, example_batch, frozen) -> training.TrainState:
+  del frozen
   nets = build_networks(config)
   a, b = jnp.zeros_like(example_batch["A"][:1]), jnp.zeros_like(example_batch["B"][:1])
   k_g, k_d, k_rng = jax.random.split(rng, 3)
   g_params, g_cols = training.init_net(nets["G"], k_g, a)
   d_params, d_cols = training.init_net(nets["D"], k_d, jnp.concatenate([a, b], -1))
   params = {"G": {"G": g_params}, "D": {"D": d_params}}
-  return training.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, collections={"G": g_cols, "D": d_cols},
-      opt_state={g: optimizers[g].init(params[g]) for g in GROUPS}, extra={}, rng=k_rng)
+  return training.new_state(params, {"G": g_cols, "D": d_cols}, optimizers, k_rng)
 
 
-def train_step(config, optimizers, state: training.TrainState, batch):
+def train_step(config, optimizers, state: training.TrainState, batch, frozen):
+  del frozen
   nets = build_networks(config)
   mode, lambda_L1 = config.model.gan_mode, config.loss.lambda_L1
   real_A, real_B = batch["A"], batch["B"]
@@ -89,12 +86,10 @@ def train_step(config, optimizers, state: training.TrainState, batch):
   return new_state, metrics
 
 
-def translate(config, state, images, direction: str = "AtoB"):
+def translate(config, state, images):
   """G(A). Like the reference test script without `--eval`, batch norm uses the statistics of the
-  given batch and dropout stays on (pix2pix's noise); `config.eval_mode` switches both off."""
-  if direction != "AtoB":
-    raise ValueError("pix2pix has one generator (A -> B); set config.data.direction='BtoA' to train "
-                     "the other way.")
+  given batch and dropout stays on (pix2pix's noise); `config.eval_mode` switches both off. (One
+  generator, A -> B: set config.data.direction='BtoA' to train the other way.)"""
   train = not config.eval_mode
   y, _ = training.run_net(build_networks(config)["G"], state.params["G"]["G"],
                           state.collections["G"], images, train=train,
@@ -102,5 +97,14 @@ def translate(config, state, images, direction: str = "AtoB"):
   return y
 
 
-def sample_images(config, state, batch) -> dict:
+def sample_images(config, state, batch, frozen) -> dict:
+  del frozen
   return {"real_A": batch["A"], "fake_B": translate(config, state, batch["A"]), "real_B": batch["B"]}
+
+
+METHOD = base.Method(
+    name="pix2pix", groups={"G": ("G",), "D": ("D",)}, build_networks=build_networks,
+    create_state=create_state, train_step=train_step, sample_images=sample_images,
+    predicts={"AtoB": base.Predict(
+        lambda config, state, frozen, images: {"image": translate(config, state, images)},
+        (base.Input("images", domain="A"),), description="G: A images -> B")})

@@ -24,15 +24,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
-from translate import training
+from translate import losses, training
 from translate.data import labelled
+from translate.methods import base
 from translate.networks import stargan as nets_lib
 
-GROUPS = ("G", "D")
-INPUT_KEYS = ("image",)
 G_METRICS = ("loss_G_fake", "loss_G_rec", "loss_G_cls", "loss_G")
 
 
@@ -47,40 +47,43 @@ def label_names(config) -> list[str]:
   return [n for s in layout(config).sets for n in s.names]
 
 
-def check_config(config) -> None:
-  """Start-up checks; also records the folder domains and the label names in the config (both are
-  saved in config.json, so a trained model keeps its label order and the CLI knows the names)."""
+def check_config(config) -> dict:
+  """Start-up checks. Derives the folder domains and the label names (both are saved in config.json,
+  so a trained model keeps its label order and the CLI knows the names) and, when it is not positive,
+  num_train_steps = the whole schedule."""
+  derived = {}
   d, m = config.data, config.model
   if not d.folder_domains and "folder" in labelled._names(d.sources):
-    d.folder_domains = labelled.folder_domains(d.path)
-  names = tuple(label_names(config))
+    derived["data.folder_domains"] = tuple(labelled.folder_domains(d.path))
+  with_domains = ml_collections.ConfigDict(config.to_dict())
+  with_domains.data.folder_domains = derived.get("data.folder_domains", d.folder_domains)
+  names = tuple(label_names(with_domains))
   if m.label_names and tuple(m.label_names) != names:
     raise ValueError(f"model.label_names {list(m.label_names)} differ from the data's labels "
                      f"{list(names)}.")
-  m.label_names = names
+  derived["model.label_names"] = names
   o = config.optim
   if o.num_steps < 1 or not 0 <= o.num_steps_decay <= o.num_steps:
     raise ValueError(f"optim.num_steps={o.num_steps} must be >= 1 and optim.num_steps_decay="
                      f"{o.num_steps_decay} in [0, num_steps].")
   if config.num_train_steps <= 0:  # the whole schedule; a positive value stops earlier (same schedule)
-    config.num_train_steps = o.num_steps
+    derived["num_train_steps"] = o.num_steps
   if config.loss.n_critic < 1:
     raise ValueError(f"loss.n_critic={config.loss.n_critic} must be >= 1.")
   if d.image_size % 2 ** m.d_repeat_num:
     raise ValueError(f"data.image_size={d.image_size} must be divisible by 2**model.d_repeat_num "
                      f"= {2 ** m.d_repeat_num}.")
+  return derived
 
 
 def create_dataset(config, split, batch_size, **kwargs):
   return labelled.create_dataset(config.data, split, batch_size, **kwargs)
 
 
-def dataset_size(config, split):
-  return labelled.dataset_size(config.data, split)
-
-
-def describe(config):
-  return labelled.describe(config.data)
+# Images with label vectors (translate/data/labelled.py): {'image': (B, H, W, C), 'label': (B, L)}.
+DATA = base.DataKind("labelled", create_dataset,
+                     lambda config, split: labelled.dataset_size(config.data, split),
+                     lambda config: labelled.describe(config.data))
 
 
 def build_networks(config) -> dict:
@@ -94,11 +97,11 @@ def build_networks(config) -> dict:
   }
 
 
-def make_optimizers(config, steps_per_epoch: int = 1) -> dict:
+def make_optimizers(config, steps_per_epoch: int = 1, total_steps: int = 0) -> dict:
   """Adam (g_lr = d_lr = 1e-4, betas 0.5/0.999) held for num_steps - num_steps_decay steps, then
   decayed linearly to 0 (the paper's schedule; the reference code's decrement is 1000x smaller). Each
   optimiser counts its own updates, G's one per n_critic iterations, so its schedule is in G updates."""
-  del steps_per_epoch  # StarGAN counts in steps
+  del steps_per_epoch, total_steps  # StarGAN's schedule is in steps, of its own length
   o, n_critic = config.optim, config.loss.n_critic
   decay = o.num_steps_decay
   hold = o.num_steps - decay
@@ -110,7 +113,8 @@ def make_optimizers(config, steps_per_epoch: int = 1) -> dict:
   return out
 
 
-def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
+def create_state(config, rng, optimizers, example_batch, frozen) -> training.TrainState:
+  del frozen
   nets = build_networks(config)
   x = jnp.zeros_like(example_batch["image"][:1])
   c = jnp.zeros((1, layout(config).label_dim), jnp.float32)
@@ -118,24 +122,14 @@ def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
   g_params, g_cols = training.init_net(nets["G"], k_g, x, c)
   d_params, d_cols = training.init_net(nets["D"], k_d, x)
   params = {"G": {"G": g_params}, "D": {"D": d_params}}
-  return training.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, collections={"G": g_cols, "D": d_cols},
-      opt_state={g: optimizers[g].init(params[g]) for g in GROUPS},
-      extra={"last_G": {k: jnp.zeros((), jnp.float32) for k in G_METRICS}},
-      rng=jax.random.fold_in(rng, 1))
+  return training.new_state(params, {"G": g_cols, "D": d_cols}, optimizers,
+                            jax.random.fold_in(rng, 1),
+                            {"last_G": {k: jnp.zeros((), jnp.float32) for k in G_METRICS}})
 
 
 # ----------------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------------
-def gradient_penalty(critic, x: jax.Array) -> jax.Array:
-  """WGAN-GP: mean over images of (||d sum(critic(x)) / dx_i||_2 - 1)^2, the norm over all of image
-  i's pixels (the reference's autograd.grad with ones as grad_outputs, then view(B, -1).norm)."""
-  grad = jax.grad(lambda v: jnp.sum(critic(v)))(x)
-  norm = jnp.sqrt(jnp.sum(grad.reshape(grad.shape[0], -1) ** 2, axis=1))
-  return jnp.mean((norm - 1.0) ** 2)
-
-
 def classification_loss(lay: labelled.Layout, logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Per source: BCE with logits summed over its attributes, or softmax cross-entropy for a
   categorical domain; each image counts only for the source its mask names; mean over the batch."""
@@ -156,7 +150,8 @@ def classification_loss(lay: labelled.Layout, logits: jax.Array, labels: jax.Arr
 # ----------------------------------------------------------------------------------------------------
 # Train step
 # ----------------------------------------------------------------------------------------------------
-def train_step(config, optimizers, state: training.TrainState, batch):
+def train_step(config, optimizers, state: training.TrainState, batch, frozen):
+  del frozen
   nets, lay, lo = build_networks(config), layout(config), config.loss
   x_real, label_org = batch["image"], batch["label"]
   n = x_real.shape[0]
@@ -173,15 +168,14 @@ def train_step(config, optimizers, state: training.TrainState, batch):
   # --- discriminator: real, fake (G frozen), classification of real images, gradient penalty
   x_fake, g_cols = G(state.params["G"], state.collections["G"], x_real, label_trg)
   x_fake = jax.lax.stop_gradient(x_fake)
-  alpha = jax.random.uniform(k_alpha, (n, 1, 1, 1), x_real.dtype)
-  x_hat = alpha * x_real + (1.0 - alpha) * x_fake
 
   def d_loss_fn(d_params):
     out_src, out_cls = D(d_params, x_real)
     m = {"loss_D_real": -jnp.mean(out_src),
          "loss_D_cls": classification_loss(lay, out_cls, label_org),
          "loss_D_fake": jnp.mean(D(d_params, x_fake)[0]),
-         "loss_D_gp": gradient_penalty(lambda v: D(d_params, v)[0], x_hat)}
+         # at x^ = a x + (1 - a) G(x, c_trg), a ~ U(0, 1) per image
+         "loss_D_gp": losses.gradient_penalty(lambda v: D(d_params, v)[0], x_real, x_fake, k_alpha)}
     loss = (m["loss_D_real"] + m["loss_D_fake"] + lo.lambda_cls * m["loss_D_cls"]
             + lo.lambda_gp * m["loss_D_gp"])
     return loss, m
@@ -302,8 +296,9 @@ def translate_all(config, state, images, labels=None) -> tuple[list[str], jax.Ar
   return [n for n, _ in targets], jnp.stack([translate(config, state, images, c) for _, c in targets])
 
 
-def sample_images(config, state, batch) -> dict:
+def sample_images(config, state, batch, frozen) -> dict:
   """The input, then its translation to each single-label target (the reference's sample grid)."""
+  del frozen
   names, outputs = translate_all(config, state, batch["image"], batch["label"])
   return {"input": batch["image"], **{name: out for name, out in zip(names, outputs)}}
 
@@ -334,9 +329,34 @@ def target_labels_from_names(config, names) -> np.ndarray:
   return out
 
 
-def _target_acc(config, method, state):
+def _target_acc(config, method, state, frozen):
   from translate.metrics import attribute_classifier
   return attribute_classifier.target_accuracy(config, state)
 
 
-METRICS = {"target_acc": _target_acc}
+def _parse_target(config, text, count):
+  del count
+  if not text:
+    raise ValueError(f"Give target labels, e.g. --target={label_names(config)[0]}.")
+  return target_labels_from_names(config, text)
+
+
+METHOD = base.Method(
+    name="stargan", groups={"G": ("G",), "D": ("D",)}, build_networks=build_networks,
+    create_state=create_state, train_step=train_step, sample_images=sample_images,
+    data=DATA, input_keys=("image",), make_optimizers=make_optimizers, check_config=check_config,
+    metrics={"target_acc": _target_acc},
+    predicts={
+        "to_all": base.Predict(
+            lambda config, state, frozen, images: {"image": translate_all(config, state, images)[1]},
+            (base.Input("images", domain="image"),),
+            columns=lambda config, k: target_names(config),
+            description="each image to every single-label target (labels read by D's classifier)"),
+        "to_target": base.Predict(
+            lambda config, state, frozen, images, target: {
+                "image": translate(config, state, images, target)},
+            (base.Input("images", domain="image"),
+             base.Input("target", base.LABELS, parse=_parse_target)),
+            description="images to target label vectors (B, label_dim), e.g. --target=Black_Hair,Male"),
+    },
+    default_predict="to_all")

@@ -34,21 +34,16 @@ import jax.numpy as jnp
 import optax
 
 from translate import layers, losses, training
+from translate.methods import base
 from translate.networks import ugatit as ugatit_nets
 
-GROUPS = ("G", "D")
-GENERATORS = ("genA2B", "genB2A")
-DISCRIMINATORS = ("disGA", "disGB", "disLA", "disLB")
-# Per direction, the paper's Figure-2 layout: source, generator attention, result, the target
-# domain's global and local discriminator attention on the result, and the cycle reconstruction.
-SAMPLE_ROWS = ("real_A", "attention_G_A2B", "fake_B", "attention_disGB", "attention_disLB", "rec_A",
-               "real_B", "attention_G_B2A", "fake_A", "attention_disGA", "attention_disLA", "rec_B")
+GROUPS = {"G": ("genA2B", "genB2A"), "D": ("disGA", "disGB", "disLA", "disLB")}
 DIRECTIONS = {"AtoB": "genA2B", "BtoA": "genB2A"}
 _SPECTRAL = (layers.SPECTRAL,)
 
 
-def check_config(config) -> None:
-  """Start-up checks (called by the engine before anything runs)."""
+def check_config(config) -> dict:
+  """Start-up checks (called by the engine before anything runs); nothing derived."""
   d, m, lo = config.data, config.model, config.loss
   if lo.identity_weight > 0 and d.input_nc != d.output_nc:
     raise ValueError(
@@ -75,6 +70,7 @@ def check_config(config) -> None:
   if config.optim.lr_policy not in ("linear", "constant"):
     raise ValueError(f"optim.lr_policy={config.optim.lr_policy!r}; expected 'linear' (the "
                      f"reference's decay_flag) or 'constant'.")
+  return {}
 
 
 def build_networks(config) -> dict:
@@ -92,10 +88,6 @@ def build_networks(config) -> dict:
   }
 
 
-def _group(name: str) -> str:
-  return "G" if name.startswith("gen") else "D"
-
-
 def lr_schedule(lr: float, total_steps: int, decay: bool) -> optax.Schedule:
   """The reference's schedule: `lr` for the first T // 2 iterations; after that, before each step,
   lr -= lr0 / (T // 2), so the update with 0-based count t uses lr0 * (1 - (t + 1 - T//2) / (T//2))."""
@@ -110,18 +102,18 @@ def lr_schedule(lr: float, total_steps: int, decay: bool) -> optax.Schedule:
   return schedule
 
 
-def make_optimizers(config, steps_per_epoch: int) -> dict:
-  """Adam with torch's L2 weight decay for G and D, the reference's iteration-based decay."""
-  from translate import train  # the engine's run length (num_train_steps or epochs)
+def make_optimizers(config, steps_per_epoch: int, total_steps: int) -> dict:
+  """Adam with torch's L2 weight decay for G and D, the reference's iteration-based decay over the
+  run's `total_steps` (num_train_steps, or the epochs' steps)."""
+  del steps_per_epoch
   o = config.optim
-  total = train.run_length(config, steps_per_epoch)
-  schedule = lr_schedule(o.lr, total, o.lr_policy == "linear")
+  schedule = lr_schedule(o.lr, total_steps, o.lr_policy == "linear")
   return {group: training.adam(schedule, o.b1, o.b2, weight_decay=o.weight_decay)
           for group in GROUPS}
 
 
-def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
-  nets = build_networks(config)
+def create_state(config, rng, optimizers, example_batch, frozen) -> training.TrainState:
+  del frozen
   a, b = jnp.zeros_like(example_batch["A"][:1]), jnp.zeros_like(example_batch["B"][:1])
   size = config.data.crop_size
   if not config.model.light and (a.shape[1:3] != (size, size) or b.shape[1:3] != (size, size)):
@@ -129,21 +121,18 @@ def create_state(config, rng, optimizers, example_batch) -> training.TrainState:
         f"The full U-GAT-IT generator (model.light=False) is built for img_size = data.crop_size = "
         f"{size} and takes only {size}x{size} images, but the data gives {a.shape[1]}x{a.shape[2]} (A) "
         f"and {b.shape[1]}x{b.shape[2]} (B); use a preprocess that crops to crop_size, or model.light.")
-  inputs = {"genA2B": a, "genB2A": b, "disGA": a, "disLA": a, "disGB": b, "disLB": b}
-  params, collections = {"G": {}, "D": {}}, {}
-  for name, key in zip(sorted(nets), jax.random.split(rng, len(nets))):
-    params[_group(name)][name], collections[name] = training.init_net(nets[name], key, inputs[name])
-  return training.TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, collections=collections,
-      opt_state={g: optimizers[g].init(params[g]) for g in GROUPS}, extra={},
-      rng=jax.random.fold_in(rng, 1))
+  inputs = {"genA2B": (a,), "genB2A": (b,), "disGA": (a,), "disLA": (a,), "disGB": (b,),
+            "disLB": (b,)}
+  params, collections = training.init_networks(build_networks(config), inputs, rng, METHOD.group_of)
+  return training.new_state(params, collections, optimizers, jax.random.fold_in(rng, 1))
 
 
 def _lsgan(pred, real: bool):
   return losses.mse_loss(pred, jnp.ones_like(pred) if real else jnp.zeros_like(pred))
 
 
-def train_step(config, optimizers, state: training.TrainState, batch):
+def train_step(config, optimizers, state: training.TrainState, batch, frozen):
+  del frozen
   nets = build_networks(config)
   lo = config.loss
   real_A, real_B = batch["A"], batch["B"]
@@ -275,24 +264,17 @@ def heatmap_image(heatmap, size: tuple[int, int]):
   return rgb * 2.0 - 1.0
 
 
-def translate(config, state, images, direction: str = "AtoB"):
-  if direction not in DIRECTIONS:
-    raise ValueError(f"Unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}.")
-  return generate(config, state, DIRECTIONS[direction], images)[0]
-
-
-def translate_with_attention(config, state, images, direction: str = "AtoB"):
-  """(translated images, the generator's CAM attention as a jet-coloured image of the input's size in
-  [-1, 1], the layout `translate --attention` writes)."""
-  if direction not in DIRECTIONS:
-    raise ValueError(f"Unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}.")
+def translate_with_attention(config, state, images, direction: str = "AtoB") -> dict:
+  """{'image': translated images, 'attention': the generator's CAM attention as a jet-coloured image
+  of the input's size in [-1, 1]} (what `translate --attention` writes)."""
   y, heatmap = generate(config, state, DIRECTIONS[direction], images)
-  return y, heatmap_image(heatmap, images.shape[1:3])
+  return {"image": y, "attention": heatmap_image(heatmap, images.shape[1:3])}
 
 
-def sample_images(config, state, batch) -> dict:
-  """Per direction: real, generator attention, fake, the target domain's global and local
-  discriminator attention on the fake, reconstruction (the columns of SAMPLE_ROWS)."""
+def sample_images(config, state, batch, frozen) -> dict:
+  """Per direction, the paper's Figure-2 layout: real, generator attention, fake, the target domain's
+  global and local discriminator attention on the fake, and the cycle reconstruction."""
+  del frozen
   out = {}
   for src, dst, forward, backward in (("A", "B", "genA2B", "genB2A"), ("B", "A", "genB2A", "genA2B")):
     real = batch[src]
@@ -307,3 +289,18 @@ def sample_images(config, state, batch) -> dict:
       out[f"attention_dis{scale}{dst}"] = heatmap_image(heat_d, size)
     out[f"rec_{src}"] = rec
   return out
+
+
+def _direction(direction: str) -> base.Predict:
+  domain = direction[0]
+  return base.Predict(
+      lambda config, state, frozen, images: translate_with_attention(config, state, images, direction),
+      (base.Input("images", domain=domain),), extras=("attention",),
+      description=f"{DIRECTIONS[direction]}: domain {domain} images -> the other domain, with the "
+                  f"generator's attention map")
+
+
+METHOD = base.Method(
+    name="ugatit", groups=GROUPS, build_networks=build_networks, create_state=create_state,
+    train_step=train_step, sample_images=sample_images, make_optimizers=make_optimizers,
+    check_config=check_config, predicts={d: _direction(d) for d in DIRECTIONS})
