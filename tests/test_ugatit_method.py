@@ -88,7 +88,7 @@ def test_rho_in_range_and_spectral_vectors_move(digits_runs):
   earlier = mngr.restore(min(mngr.all_steps()), args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore()))["state"]
   mngr.close()
-  for name in ugatit.DISCRIMINATORS:
+  for name in ugatit.GROUPS["D"]:
     now, before = _leaves(state["collections"][name], "u"), _leaves(earlier["collections"][name], "u")
     assert now and max(float(np.abs(now[k] - before[k]).max()) for k in now) > 0, name
 
