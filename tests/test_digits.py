@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from translate.data import digits
-from translate.metrics import digit_classifier
+from translate.pretrained import classifiers
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -175,38 +175,43 @@ def test_default_test_split(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------------------
 # The classifier
 # ----------------------------------------------------------------------------------------------------
-SHORT_STEPS = 150  # ~95% on MNIST test; the default (DEFAULT_STEPS) trains longer
+SHORT_STEPS = 150  # ~95% on MNIST test; the default (DIGITS.steps) trains longer
+DIGITS = classifiers.DIGITS
+
+
+def label_accuracy(params, images, labels):
+  return float(np.mean(classifiers.predict(DIGITS, params, images) == labels))
 
 
 @pytest.fixture(scope="module")
 def short_classifier(tmp_path_factory):
   cache = tmp_path_factory.mktemp("classifier_cache")
-  module, params, accuracy = digit_classifier.load_or_train(cache, steps=SHORT_STEPS)
+  params, accuracy = classifiers.load_or_train(DIGITS, cache, steps=SHORT_STEPS)
   return cache, params, accuracy
 
 
 def test_short_training_learns_mnist_but_not_printed_digits(short_classifier, tmp_path, monkeypatch):
   _, params, mnist_accuracy = short_classifier
   test_images, test_labels = digits.mnist_split("test")
-  assert mnist_accuracy == digit_classifier.label_accuracy(params, test_images, test_labels)
+  assert mnist_accuracy == label_accuracy(params, test_images, test_labels)
   assert mnist_accuracy > 0.9
   # The identity baseline: printed digits as they are, not translated, are mostly misread, which is
   # what leaves room for a translator to show that it keeps digits' identities.
   printed, printed_labels = digits.printed_digits(500, seed=digits.PRINTED_SEED["test"])
-  printed_accuracy = digit_classifier.label_accuracy(params, printed, printed_labels)
+  printed_accuracy = label_accuracy(params, printed, printed_labels)
   assert printed_accuracy < mnist_accuracy - 0.3
 
 
 def test_load_or_train_loads_the_second_time(short_classifier, monkeypatch):
   cache, params, accuracy = short_classifier
-  path = digit_classifier.params_cache_path(cache, steps=SHORT_STEPS)
+  path = classifiers.params_cache_path(DIGITS, cache, steps=SHORT_STEPS)
   assert [p.name for p in cache.iterdir()] == [path.name]
 
   def no_training(*args, **kwargs):
     raise AssertionError("trained although the parameters were cached")
 
-  monkeypatch.setattr(digit_classifier, "train_classifier", no_training)
-  _, loaded, loaded_accuracy = digit_classifier.load_or_train(cache, steps=SHORT_STEPS)
+  monkeypatch.setattr(classifiers, "train_classifier", no_training)
+  loaded, loaded_accuracy = classifiers.load_or_train(DIGITS, cache, steps=SHORT_STEPS)
   assert loaded_accuracy == pytest.approx(accuracy)
   import jax
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(loaded)):
@@ -217,10 +222,11 @@ def test_predict_accepts_uint8_and_float_and_any_batch(short_classifier):
   _, params, _ = short_classifier
   images, _ = digits.mnist_split("test")
   images = images[:37]  # not a multiple of the batch: the padded tail must be cut off
-  as_uint8 = digit_classifier.predict(params, images, batch_size=16)
-  as_float = digit_classifier.predict(params, images.astype(np.float32) / 127.5 - 1.0, batch_size=16)
+  as_uint8 = classifiers.predict(DIGITS, params, images, batch_size=16)
+  as_float = classifiers.predict(DIGITS, params, images.astype(np.float32) / 127.5 - 1.0,
+                                 batch_size=16)
   assert as_uint8.shape == (37,) and as_uint8.dtype == np.int32
   np.testing.assert_array_equal(as_uint8, as_float)
-  np.testing.assert_array_equal(as_uint8, digit_classifier.predict(params, images))
+  np.testing.assert_array_equal(as_uint8, classifiers.predict(DIGITS, params, images))
   # Grey input (one channel) is read the same as the same grey repeated over RGB.
-  np.testing.assert_array_equal(as_uint8, digit_classifier.predict(params, images[..., :1]))
+  np.testing.assert_array_equal(as_uint8, classifiers.predict(DIGITS, params, images[..., :1]))

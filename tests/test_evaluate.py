@@ -65,12 +65,12 @@ def test_command_line_writes_json_and_table(trained):
   assert f"{res['kid_std']:.4f}" in table and table in proc.stdout
 
   # label accuracy recomputed here: translate the first n test digits and classify them
-  from translate.metrics import digit_classifier
+  from translate.pretrained import classifiers
   from translate.translate import Translator
   batch = next(input_pipeline.create_dataset(config.data, "test", n, train=False).as_numpy_iterator())
   fake = Translator(workdir).translate(batch["A"])
-  _, params, _ = digit_classifier.load_or_train()
-  want = float(np.mean(digit_classifier.predict(params, fake) == batch["label_A"]))
+  params, _ = classifiers.load_or_train(classifiers.DIGITS)
+  want = float(np.mean(classifiers.predict(classifiers.DIGITS, params, fake) == batch["label_A"]))
   assert res["label_acc"] == pytest.approx(want)
 
 

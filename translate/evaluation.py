@@ -10,7 +10,7 @@ through `Method.metrics` (`metrics_for`). The built-in metrics translate test im
 predicts "AtoB" / "BtoA" (inputs: one image); `evaluate` runs all the built-in metrics of one direction
 in a single pass over the test split, so FID and KID share one Inception forward pass. Built-in metrics:
   label_acc     share of A->B translations that the project's digit classifier (trained on real MNIST,
-                `python -m translate.metrics.digit_classifier`) labels as the source digit: the DTN
+                `python -m translate.pretrained.classifiers`) labels as the source digit: the DTN
                 paper's SVHN->MNIST protocol, on the embedded digits.
   fid, kid      FID and KID x 100 (with kid_std) between translations A->B and the real test B images,
                 on the FID InceptionV3's pool3 features (translate.metrics.inception: weights from
@@ -135,19 +135,14 @@ def _make_label_acc(config):
 
 
 def _feed_label_acc(metric, state, view):
-  from translate.metrics import digit_classifier
+  from translate.pretrained import classifiers
   if view.source_labels is None:
     raise ValueError("label_acc needs a data source with digit labels (data.source='digits').")
   if not len(view.fake):
     return state
-  _, params, _ = _digit_classifier()
-  return metric.update(state, digit_classifier.predict(params, view.fake), view.source_labels)
-
-
-@functools.lru_cache(maxsize=1)
-def _digit_classifier():
-  from translate.metrics import digit_classifier
-  return digit_classifier.load_or_train()
+  params, _ = classifiers.cached(classifiers.DIGITS)
+  return metric.update(state, classifiers.predict(classifiers.DIGITS, params, view.fake),
+                       view.source_labels)
 
 
 def _make_paired(kind: str, y_channel: bool):

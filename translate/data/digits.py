@@ -5,7 +5,7 @@ It needs no download. Domain B holds the 5000 real MNIST training digits that sh
 styled after SVHN crops: a centred digit, parts of its neighbours at the left and right edges, random
 colours of either polarity, a small rotation, blur and noise. It reproduces the label-preserving
 protocol of the DTN paper (Taigman et al. 2017, SVHN -> MNIST): a digit classifier trained on MNIST
-(`translate.metrics.digit_classifier`) judges whether a translation keeps the digit's identity.
+(`translate.pretrained.classifiers`) judges whether a translation keeps the digit's identity.
 
 Images are uint8 NHWC 32x32x3; labels int32. `load_split` caches its arrays in
 `$TRANSLATE_CACHE` (default ~/.cache/translate), so only the first call renders.

@@ -323,13 +323,13 @@ def pad_to_classifier(images: np.ndarray) -> np.ndarray:
 
 
 def class_acc(config, method, state, frozen) -> dict:
-  """`class_acc`: the project's MNIST digit classifier (translate.metrics.digit_classifier) judges
+  """`class_acc`: the project's MNIST digit classifier (translate.pretrained.classifiers) judges
   whether generated digits show the requested class; eval.max_images (default 1000) samples, as many
   per class. Fresh noise from the config's seed."""
   if not is_conditional(config):
     raise ValueError("class_acc needs a conditional model (method 'cgan').")
-  from translate.metrics import digit_classifier
-  _, params, _ = digit_classifier.load_or_train()
+  from translate.pretrained import classifiers
+  params, _ = classifiers.cached(classifiers.DIGITS)
   total = config.eval.max_images or 1000
   per_class = max(1, total // NUM_CLASSES)
   gen = jax.jit(functools.partial(generate, config))
@@ -339,7 +339,7 @@ def class_acc(config, method, state, frozen) -> dict:
     return gen(state, jnp.asarray(labels), rng=jax.random.fold_in(key, i))
 
   result = class_accuracy(
-      generate_fn, lambda x: digit_classifier.predict(params, pad_to_classifier(x)), per_class,
+      generate_fn, lambda x: classifiers.predict(classifiers.DIGITS, params, pad_to_classifier(x)), per_class,
       batch_size=config.eval.batch_size * 10)
   return result.as_dict("class_acc")
 

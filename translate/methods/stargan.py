@@ -335,16 +335,19 @@ def target_labels_from_names(config, names) -> np.ndarray:
 def _judges(lay):
   """Per source: a function (translated images) -> the source's predicted labels (N, len(names))."""
   from translate.data import digits
-  from translate.metrics import attribute_classifier, digit_classifier
+  from translate.data import digits
+  from translate.pretrained import classifiers
   judges = []
   for s in lay.sets:
     if s.source == "digits":
-      params, _ = attribute_classifier.load_or_train()
+      params, _ = classifiers.cached(classifiers.ATTRIBUTES)
       columns = [digits.STYLE_ATTRIBUTES.index(n) for n in s.names]
-      judges.append(lambda im, c=columns: (attribute_classifier.predict_logits(params, im)[:, c] > 0).astype(np.float32))
+      judges.append(lambda im, c=columns: (classifiers.predict_logits(
+          classifiers.ATTRIBUTES, params, im)[:, c] > 0).astype(np.float32))
     elif s.source == "digits_class":
-      _, params, _ = digit_classifier.load_or_train()
-      judges.append(lambda im: np.eye(10, dtype=np.float32)[digit_classifier.predict(params, im)])
+      d_params, _ = classifiers.cached(classifiers.DIGITS)
+      judges.append(lambda im: np.eye(10, dtype=np.float32)[
+          classifiers.predict(classifiers.DIGITS, d_params, im)])
     else:
       raise ValueError(f"target_acc needs a classifier of the {s.source!r} labels; the project has "
                        f"them for the embedded sources 'digits' and 'digits_class' only.")

