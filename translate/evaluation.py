@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Callable

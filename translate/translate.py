@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 
+# Predictor, Translator and read_image are re-exported: the library names the README documents.
 from translate.inference import Predictor, Translator, read_image, run_files  # noqa: F401
 
 

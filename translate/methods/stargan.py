@@ -20,8 +20,6 @@ The G losses reported at a step without a G update are those of the last G updat
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -334,7 +332,6 @@ def target_labels_from_names(config, names) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 def _judges(lay):
   """Per source: a function (translated images) -> the source's predicted labels (N, len(names))."""
-  from translate.data import digits
   from translate.data import digits
   from translate.pretrained import classifiers
   judges = []

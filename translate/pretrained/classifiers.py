@@ -32,7 +32,7 @@ import functools
 import os
 import pathlib
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import flax.serialization
