@@ -13,7 +13,7 @@ D update each; an iteration of the mask vector mode is two steps, one per source
 import ml_collections
 
 from translate import config_base
-from translate.data import labelled
+from translate.data import celeba_attrs
 
 PRESETS = ("celeba", "rafd", "folder", "both", "digits", "digits_both")
 
@@ -24,7 +24,7 @@ def data_config() -> ml_collections.ConfigDict:
       sources=("celeba",),  # one or two of: celeba, folder, digits, digits_class
       tfds_name="celeb_a",
       data_dir="",  # tfds data dir ('' = tfds default)
-      celeba_attrs=labelled.CELEBA_DEFAULT_ATTRS,
+      celeba_attrs=celeba_attrs.CELEBA_DEFAULT_ATTRS,
       celeba_crop_size=178,
       path="",  # folder source root: path/{train,test}/<domain>/
       folder_domains=(),  # filled from path/train at start-up (kept in config.json)
