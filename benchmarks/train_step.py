@@ -12,6 +12,11 @@ Cases (the reference models at the reference widths, batch 1 per device):
   ugatit_light_128, ugatit_128, ugatit_256
                                U-GAT-IT, ngf 64, 4 res blocks, global/local D (7/5 layers), light or
                                full generator (its MLP sized for the case's px), 128 / 256 px
+  cyclegan_tiny, pix2pix_tiny, stargan_tiny, ugatit_tiny
+                               the configs' `tiny` presets, as the tests use them (tiny widths,
+                               32 px, grey images where the preset's data is the digits), batch 1 per
+                               device: a check in seconds that each method's step still runs here, not
+                               a figure (`--cases=tiny` runs them; they are not in the default list)
 Each case: compile (first call) timed alone, then `--warmup` steps, then the median of `--iters` timed
 steps (each ends with block_until_ready). Peak memory: the device allocator's peak on GPU/TPU; on CPU
 the process's peak resident set size (includes everything the process holds). Random data, no input
@@ -44,6 +49,14 @@ CASES = {
     "ugatit_128": ("configs/ugatit.py:selfie2anime", 128, {}),
     "ugatit_256": ("configs/ugatit.py:selfie2anime", 256, {}),
 }
+TINY_CASES = {
+    "cyclegan_tiny": ("configs/cyclegan.py:tiny", 32, {}),
+    "pix2pix_tiny": ("configs/pix2pix.py:tiny", 32, {}),
+    "stargan_tiny": ("configs/stargan.py:tiny", 32, {}),
+    "ugatit_tiny": ("configs/ugatit.py:tiny", 32, {}),
+}
+DEFAULT_CASES = tuple(CASES)
+CASES.update(TINY_CASES)
 
 
 def load_config(spec: str):
@@ -77,18 +90,19 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
   mesh = parallel.make_mesh(num_devices)
   optimizers = method.optimizers(config, 1000, 200000)
   rng = np.random.default_rng(0)
-  shape = (config.batch_size, size, size, 3)
   labelled = method.data.name == "labelled"  # an image and its label vector
   if labelled:
     from translate.data import labelled as labelled_data
     label_dim = labelled_data.label_layout(config.data).label_dim
+  d = config.data  # image channels as the config's data gives them (the tiny presets' are grey)
+  channels = {"image": d.channels} if labelled else {"A": d.input_nc, "B": d.output_nc}
 
   def host_batch(n):
+    batch = {k: rng.uniform(-1, 1, (n, size, size, c)).astype(np.float32)
+             for k, c in channels.items()}
     if labelled:
-      return {"image": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32),
-              "label": (rng.uniform(size=(n, label_dim)) > 0.5).astype(np.float32)}
-    return {"A": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32),
-            "B": rng.uniform(-1, 1, (n, *shape[1:])).astype(np.float32)}
+      batch["label"] = (rng.uniform(size=(n, label_dim)) > 0.5).astype(np.float32)
+    return batch
 
   example = {k: np.zeros_like(v) for k, v in host_batch(1).items() if k != "label"}
   frozen = parallel.replicate(method.frozen(config), mesh)
@@ -121,7 +135,8 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--cases", default=",".join(CASES))
+  parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
+                      help=f"comma-separated names, or 'tiny' for {', '.join(TINY_CASES)}")
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--devices", default="1", help="a number, or 'all'")
@@ -132,7 +147,8 @@ def main():
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
     print(f"{'case':14s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
           f"{'peak GB':>8s}  kind")
-  names = args.cases.split(",")
+  names = ",".join(TINY_CASES) if args.cases == "tiny" else args.cases
+  names = names.split(",")
   if len(names) > 1:  # one process per case, so each peak-memory figure is that case's alone
     import subprocess
     for name in names:

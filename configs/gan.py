@@ -2,7 +2,8 @@
 
     python -m translate.train --config=configs/gan.py --workdir=runs/gan
 
-Presets: `mnist` (default: MLP G, maxout D, 28x28) and `dcgan` (conv nets with plain batch norm, 32x32).
+Presets: `mnist` (default: MLP G, maxout D, 28x28) and `dcgan` (conv nets with plain batch norm, 32x32);
+`,tiny` after either (or `tiny` alone: mnist) shrinks it for tests, as in configs/cgan.py.
 Goodfellow et al. (2014) trained their MNIST GAN with a ReLU/sigmoid MLP G and a maxout D and SGD with
 momentum; the hyperparameters here are configs/cgan.py's.
 """
@@ -21,5 +22,9 @@ def _cgan_config_module():
   return module
 
 
+_CGAN = _cgan_config_module()
+PRESETS, TINY_MODEL = _CGAN.PRESETS, _CGAN.TINY_MODEL
+
+
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
-  return _cgan_config_module().gan_config("gan", arg or "mnist").lock()
+  return _CGAN.gan_config("gan", arg).lock()

@@ -8,14 +8,18 @@ Presets: `celeba` (tfds celeb_a, 5 attributes, 128 px, batch 16), `rafd` / `fold
 domain, path/{train,test}/<domain>/), `both` (celeba + folder with the mask vector), `digits` (the
 embedded styled digits: Bold, Italic, Serif, Inverted; grey 32 px, small widths, minutes on a CPU) and
 `digits_both` (mask vector demo: styled digits + MNIST digit classes). Run lengths are in steps (one
-D update each; an iteration of the mask vector mode is two steps, one per source).
+D update each; an iteration of the mask vector mode is two steps, one per source). `,tiny` after a
+preset (or `tiny` alone: digits) shrinks it for tests: TINY_MODEL widths at 32 px, batch 4, a G update
+every 2nd step, a 10-step schedule, no evaluation.
 """
 import ml_collections
 
 from translate import config_base
-from translate.data import labelled
+from translate.data import celeba_attrs
 
 PRESETS = ("celeba", "rafd", "folder", "both", "digits", "digits_both")
+# The `tiny` modifier's networks: width 4, one residual block in G, 3 stride-2 convs in D (a 4x4 map).
+TINY_MODEL = dict(g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=3)
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -24,7 +28,7 @@ def data_config() -> ml_collections.ConfigDict:
       sources=("celeba",),  # one or two of: celeba, folder, digits, digits_class
       tfds_name="celeb_a",
       data_dir="",  # tfds data dir ('' = tfds default)
-      celeba_attrs=labelled.CELEBA_DEFAULT_ATTRS,
+      celeba_attrs=celeba_attrs.CELEBA_DEFAULT_ATTRS,
       celeba_crop_size=178,
       path="",  # folder source root: path/{train,test}/<domain>/
       folder_domains=(),  # filled from path/train at start-up (kept in config.json)
@@ -40,9 +44,8 @@ def data_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
-  arg = arg or "celeba"
-  if arg not in PRESETS:
-    raise ValueError(f"Unknown preset {arg!r}; expected one of {list(PRESETS)}.")
+  a = config_base.parse_arg(arg, PRESETS, default="celeba", tiny_preset="digits")
+  preset = a.preset
   c = config_base.base_config("stargan")
   c.data = data_config()
   c.model = ml_collections.ConfigDict(dict(
@@ -61,14 +64,14 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
   c.log_every, c.sample_every, c.checkpoint_every = 10, 1000, 10000
   c.eval.batch_size = 16
   d = c.data
-  if arg in ("rafd", "folder"):
+  if preset in ("rafd", "folder"):
     d.sources = ("folder",)
-  elif arg == "both":
+  elif preset == "both":
     d.sources = ("celeba", "folder")
     # an iteration is one step per data set
     c.optim.num_steps, c.optim.num_steps_decay = 2 * 200000, 2 * 100000
-  elif arg in ("digits", "digits_both"):
-    d.sources = ("digits",) if arg == "digits" else ("digits", "digits_class")
+  elif preset in ("digits", "digits_both"):
+    d.sources = ("digits",) if preset == "digits" else ("digits", "digits_class")
     d.update(image_size=32, channels=1, no_flip=True)
     # 32 px: the reference's 6 stride-2 D convs would leave 0.5 px; 4 leave a 2x2 critic map.
     c.model.update(g_conv_dim=16, d_conv_dim=16, g_repeat_num=3, d_repeat_num=4)
@@ -84,12 +87,17 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
     #   this preset, lr 1e-3, 1500 steps (10 min, 1.3-4 steps/s, less load): 0.852 (Bold 0.90,
     #     Italic 0.69, Serif 0.82, Inverted 1.00), all right 0.77. Italic (a slant) learns slowest.
     # (500 test images; the attribute classifier reads real test digits at 1.00/1.00/0.98/1.00.)
-    if arg == "digits":
+    if preset == "digits":
       c.optim.update(lr=1e-3, lr_G=1e-3, lr_D=1e-3)
-    c.optim.num_steps = 1500 if arg == "digits" else 6000  # digits_both: lr 1e-4, not re-tuned
+    c.optim.num_steps = 1500 if preset == "digits" else 6000  # digits_both: lr 1e-4, not re-tuned
     c.optim.num_steps_decay = c.optim.num_steps // 2
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 50, 500, 500, 0
     c.eval.metrics = ("target_acc",)
     c.eval.max_images = 500
     c.eval.batch_size = 50
+  if a.tiny:
+    config_base.make_tiny(c, **TINY_MODEL)
+    c.data.image_size = 32  # the digits' size; celeba/folder data is resized to it
+    c.loss.n_critic = 2  # a G update within the first steps
+    c.optim.update(num_steps=10, num_steps_decay=5)
   return c.lock()  # a mistyped key fails, also when configs are built in Python

@@ -9,7 +9,8 @@ Presets: `selfie2anime`, `cat2dog` and `folder` (trainA/trainB/testA/testB folde
 the paper are not in tfds), `horse2zebra` (tfds cycle_gan/horse2zebra), `digits` (the embedded default,
 no download). Append `_light` to any of them for the reference's `--light True` model (the gamma/beta
 MLP sees the channel means of the bottleneck instead of all of it: far fewer parameters, and any image
-size divisible by 4), e.g. `selfie2anime_light`.
+size divisible by 4), e.g. `selfie2anime_light`. `,tiny` after a preset (or `tiny` alone: digits)
+shrinks it for tests: TINY_MODEL widths, 32 px, batch 4, no evaluation.
 
 The reference trains for `--iteration` steps (1,000,000 by default), not epochs: `num_train_steps`
 holds that count here. `optim.lr_policy='linear'` is its `--decay_flag True`: the learning rate falls
@@ -30,15 +31,15 @@ from translate import config_base
 DATA_PRESETS = ("selfie2anime", "cat2dog", "horse2zebra", "folder", "digits")
 # The paper's data sets (selfie2anime, cat2dog, ...) are distributed as folders, not through tfds.
 FOLDER_PRESETS = ("selfie2anime", "cat2dog")
+PRESETS = DATA_PRESETS + tuple(f"{p}_light" for p in DATA_PRESETS)
+# The `tiny` modifier's networks: width 4, one residual block; discriminators shallow enough for 32 px.
+TINY_MODEL = dict(ngf=4, n_res=1, ndf=4, n_layers_global=4, n_layers_local=3)
 
 
 def get_config(arg: str = "selfie2anime") -> ml_collections.ConfigDict:
-  arg = arg or "selfie2anime"
-  light = arg.endswith("_light")
-  preset = arg[:-len("_light")] if light else arg
-  if preset not in DATA_PRESETS:
-    raise ValueError(f"Unknown preset {arg!r}; expected one of {list(DATA_PRESETS)}, optionally with "
-                     f"'_light' appended (e.g. 'selfie2anime_light').")
+  a = config_base.parse_arg(arg, PRESETS, default="selfie2anime", tiny_preset="digits")
+  light = a.preset.endswith("_light")
+  preset = a.preset[:-len("_light")] if light else a.preset
   c = config_base.base_config("ugatit")
   c.model = ml_collections.ConfigDict(dict(
       ngf=64,  # the reference's --ch (generators and discriminators share it there)
@@ -71,4 +72,6 @@ def get_config(arg: str = "selfie2anime") -> ml_collections.ConfigDict:
     c.optim.lr = 2e-4
     c.num_train_steps = 600
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 25, 100, 200, 200
+  if a.tiny:
+    config_base.make_tiny(c, **TINY_MODEL)
   return c.lock()  # a mistyped key fails, also when configs are built in Python

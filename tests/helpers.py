@@ -1,4 +1,4 @@
-"""Small configs and batches for tests: the real method configs, shrunk to tiny widths and sizes."""
+"""Small configs and batches for tests: the method configs' `tiny` presets, and random batches."""
 import importlib.util
 
 import numpy as np
@@ -14,36 +14,10 @@ def load_config(path: str, arg: str = ""):
 
 
 def tiny_config(method: str, batch_size: int = 4, preset: str | None = None):
-  """The method's config with tiny networks at 32x32, logging every step, no evaluation."""
-  if method == "cyclegan":
-    config = load_config("configs/cyclegan.py", preset or "digits")
-    config.model.update(netG="resnet_2blocks", ngf=4, netD="n_layers", ndf=4, n_layers_D=1)
-  elif method == "pix2pix":
-    config = load_config("configs/pix2pix.py", preset or "folder")
-    config.model.update(netG="unet_32", ngf=4, netD="n_layers", ndf=4, n_layers_D=1)
-  elif method in ("cgan", "gan"):  # the MLP nets at 28x28, or the conv nets (preset 'dcgan') at 32
-    config = load_config(f"configs/{method}.py", preset or "mnist")
-    config.model.update(z_dim=8, g_z_hidden=8, g_y_hidden=8, g_joint_hidden=16, d_x_units=8,
-                        d_x_pieces=3, d_y_units=4, d_y_pieces=2, d_joint_units=8, d_joint_pieces=2,
-                        ngf=4, ndf=4)
-    config.samples_per_class = 3
-  elif method == "stargan":
-    config = load_config("configs/stargan.py", preset or "digits")
-    config.model.update(g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=3)
-    config.loss.n_critic = 2  # a G update within the first steps
-    config.optim.update(num_steps=10, num_steps_decay=5)
-  elif method == "ugatit":
-    config = load_config("configs/ugatit.py", preset or "digits")
-    config.model.update(ngf=4, n_res=1, ndf=4, n_layers_global=4, n_layers_local=3)
-  else:
-    raise ValueError(method)
+  """The method's `tiny` config (configs/<method>.py:tiny, or :<preset>,tiny): tiny networks at 32x32
+  (cgan/gan's MLP preset: 28x28), logging every step, no evaluation; `batch_size` overrides its 4."""
+  config = load_config(f"configs/{method}.py", f"{preset},tiny" if preset else "tiny")
   config.batch_size = batch_size
-  if "load_size" in config.data:  # StarGAN's and the cGAN family's data have no load/crop sizes
-    config.data.update(load_size=32, crop_size=32)
-  config.log_every = config.sample_every = config.checkpoint_every = 1
-  config.eval_every = 0
-  config.eval.metrics = ()
-  config.optim.update(n_epochs=1, n_epochs_decay=1)
   return config
 
 

@@ -3,8 +3,20 @@
 Configs are code (ml_collections), loaded with `--config=configs/cyclegan.py:horse2zebra`; every field is
 overridable from the command line (`--config.model.ngf=32`). Types are fixed by the defaults, so a wrong
 type fails at start-up, and the engine locks the config so a mistyped key fails too.
+
+The string after the colon is a comma-separated list (big_vision style): at most one data preset and
+modifiers. The modifier `tiny` shrinks the config for tests and smoke benchmarks:
+`--config=configs/stargan.py:digits_both,tiny`; alone (`configs/stargan.py:tiny`) it shrinks the
+config's `tiny` data preset (its small embedded data, e.g. digits). `parse_arg` reads the string, and
+`make_tiny` sets the fields every method shrinks the same way; each config adds its own tiny widths.
+
+Configs import only ml_collections and light modules (no TensorFlow, JAX or Flax): building one is cheap
+and tests/test_configs.py checks it.
 """
 from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
 
 import ml_collections
 
@@ -12,6 +24,58 @@ import ml_collections
 CYCLE_GAN_TFDS = ("apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo",
                   "cezanne2photo", "ukiyoe2photo", "vangogh2photo", "maps", "cityscapes", "facades",
                   "iphone2dslr_flower")
+# The presets of `apply_data_preset`.
+DATA_PRESETS = CYCLE_GAN_TFDS + ("folder", "digits")
+# What a config string may add after its data preset.
+MODIFIERS = ("tiny",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigArg:
+  """A parsed config string: the data preset and whether `tiny` was asked for."""
+  preset: str
+  tiny: bool = False
+
+
+def parse_arg(arg: str | None, presets: Sequence[str], default: str,
+              tiny_preset: str | None = None) -> ConfigArg:
+  """Reads a config string 'PRESET[,tiny]' (the part of --config after the colon).
+
+  Tokens are comma-separated: at most one of `presets` and any of `MODIFIERS`. Without a preset the
+  config's `default` is used, or its `tiny_preset` (the data the tests use) when `tiny` is given.
+  Anything else raises a ValueError naming the valid presets and modifiers.
+  """
+  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+  names = [t for t in tokens if t not in MODIFIERS]
+  modifiers = {t for t in tokens if t in MODIFIERS}
+  unknown = [t for t in names if t not in presets]
+  if unknown or len(names) > 1:
+    what = (f"Unknown preset or modifier {unknown[0]!r}" if unknown
+            else f"More than one preset ({', '.join(names)})")
+    raise ValueError(f"{what} in config string {arg!r}; expected at most one of {list(presets)}, "
+                     f"optionally with modifiers {list(MODIFIERS)} after a comma "
+                     f"(e.g. '{default},tiny').")
+  tiny = "tiny" in modifiers
+  if names:
+    preset = names[0]
+  else:
+    preset = (tiny_preset or default) if tiny else default
+  return ConfigArg(preset=preset, tiny=tiny)
+
+
+def make_tiny(c: ml_collections.ConfigDict, **model) -> None:
+  """The `tiny` modifier: `model` fields (the config's tiny widths) and the run fields every method
+  shrinks alike. Batch 4; 32x32 images where the data has load/crop sizes (configs whose data sets
+  `image_size` choose their own smallest); a scalar log, a sample grid and a checkpoint every step;
+  no evaluation (eval_every 0, no metrics); one epoch plus one of decay where epochs are counted."""
+  c.model.update(model)
+  c.batch_size = 4
+  if "load_size" in c.data:
+    c.data.update(load_size=32, crop_size=32)
+  c.log_every = c.sample_every = c.checkpoint_every = 1
+  c.eval_every = 0
+  c.eval.metrics = ()
+  c.optim.update(n_epochs=1, n_epochs_decay=1)
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -81,5 +145,4 @@ def apply_data_preset(c: ml_collections.ConfigDict, preset: str, *, paired: bool
     d.no_flip = True  # a mirrored digit is not a digit
     c.eval.metrics = ("label_acc",)
   else:
-    raise ValueError(f"Unknown preset {preset!r}; expected one of "
-                     f"{sorted(CYCLE_GAN_TFDS + ('folder', 'digits'))}.")
+    raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(DATA_PRESETS)}.")

@@ -37,11 +37,10 @@ import tensorflow as tf
 
 from translate.data import images as image_files
 from translate.data import input_pipeline
+# Defined in a module without TensorFlow so configs can use them; still read here as labelled.*.
+from translate.data.celeba_attrs import CELEBA_DEFAULT_ATTRS, HAIR_COLOURS  # noqa: F401
 
 SOURCES = ("celeba", "folder", "digits", "digits_class")
-CELEBA_DEFAULT_ATTRS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
-# The reference's `create_labels` treats these as one exclusive group (setting one clears the others).
-HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
 AUTOTUNE = tf.data.AUTOTUNE
 
 
