@@ -26,7 +26,6 @@ with batch 1 per device.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import resource
 import statistics
