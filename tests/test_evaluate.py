@@ -15,7 +15,7 @@ from tests.conftest import REPO
 from tests.helpers import tiny_config
 from translate import evaluate, train
 from translate.data import input_pipeline
-from translate.metrics import inception
+from translate.pretrained import inception
 
 
 @pytest.fixture(scope="module")

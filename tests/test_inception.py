@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_torch_io import OrderedDict as TorchOrderedDict
 from tests.test_torch_io import tensor, write_torch_file
-from translate.metrics import inception
+from translate.pretrained import inception
 
 
 # ----------------------------------------------------------------------------------------------------

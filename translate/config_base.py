@@ -55,7 +55,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       metrics=(),  # names of evaluation metrics; presets set them (label_acc needs digit labels)
       max_images=0,  # 0 = the whole test split
       batch_size=50,
-      # FID/KID (translate/metrics/inception.py): the FID InceptionV3 weights, never downloaded
+      # FID/KID (translate/pretrained/inception.py): the FID InceptionV3 weights, never downloaded
       # (pytorch-fid's pt_inception-2015-12-05-*.pth or our .npz of it); 299 px as pytorch-fid.
       inception_path="",
       inception_size=299,

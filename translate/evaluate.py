@@ -136,7 +136,8 @@ def _make_kid(config):
 
 
 def _make_fid(config):
-  from translate.metrics import fid, inception
+  from translate.metrics import fid
+  from translate.pretrained import inception
   return fid.FID(inception.FEATURE_DIM)
 
 
@@ -199,7 +200,7 @@ _REAL_FEATURES_CACHE: collections.OrderedDict = collections.OrderedDict()
 
 
 def _feature_extractor(config):
-  from translate.metrics import inception
+  from translate.pretrained import inception
   path = eval_field(config, "inception_path")
   if not path:
     inception.load_weights(path)  # raises the error that says what to set
