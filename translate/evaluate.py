@@ -181,6 +181,18 @@ def _feed_paired(metric, state, view):
   return metric.update(state, view.fake, view.real)
 
 
+def _make_lpips(config):
+  from translate.metrics import lpips
+  return lpips.LPIPS(path=config.eval.get("lpips_path") or None)
+
+
+def _feed_lpips(metric, state, view):
+  if not view.paired:
+    raise ValueError("LPIPS compares translations with their ground truth and needs paired data "
+                     "(data.source='paired_folder').")
+  return metric.update(state, view.fake, view.real)
+
+
 SPECS = {
     "label_acc": Spec("AtoB", "digits", _make_label_acc, _feed_label_acc),
     "fid": Spec("AtoB", "features", _make_fid, _feed_features),
@@ -191,6 +203,7 @@ SPECS = {
     "ssim": Spec("AtoB", "paired", _make_paired("ssim", False), _feed_paired),
     "psnr_y": Spec("AtoB", "paired", _make_paired("psnr", True), _feed_paired),
     "ssim_y": Spec("AtoB", "paired", _make_paired("ssim", True), _feed_paired),
+    "lpips": Spec("AtoB", "paired", _make_lpips, _feed_lpips),
 }
 
 # Inception weights by (path, mtime) and real-image features by what determines them: the real side
@@ -300,7 +313,7 @@ def append_results(workdir: str, step: int, results: dict) -> None:
 # ----------------------------------------------------------------------------------------------------
 _LABELS = {"kid": "KID x100", "kid_BtoA": "KID x100 (B->A)", "fid_BtoA": "FID (B->A)",
            "label_acc": "label accuracy", "psnr": "PSNR (dB)", "psnr_y": "PSNR Y (dB)",
-           "ssim": "SSIM", "ssim_y": "SSIM Y", "fid": "FID"}
+           "ssim": "SSIM", "ssim_y": "SSIM Y", "fid": "FID", "lpips": "LPIPS (VGG)"}
 
 
 def format_table(results: dict, names) -> str:

