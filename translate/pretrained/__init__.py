@@ -108,7 +108,8 @@ def _loader(name: str) -> Callable[..., Pretrained]:
 
 def load(name: str, path: str | os.PathLike | None = None, **options) -> Pretrained:
   """The frozen network `name` with weights from `path`, or from the cache / a shipped package file
-  when `path` is None (see the module docstring). Never downloads.
+  when `path` is None or "" (configs spell "unset" as ""; see the module docstring). Never downloads.
+  `options` go to the network's loader (e.g. `backbone=` for lpips_vgg, `channels=` for the VGGs).
 
   Raises `ValueError` for an unknown name, `FileNotFoundError` for a missing file (or, without `path`,
   when no file is found; the message says which to pass), `WeightsError` for a file of another

