@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 LUMINANCE = (0.299, 0.587, 0.114)
-CLASSIFIER_LAYERS = ("conv1", "conv2", "conv3", "features", "logits")
+CLASSIFIER_LAYERS = ("conv1", "conv2", "conv3", "features", "logits", "probs", "unit_logits")
 
 
 def luminance(x: Array) -> Array:
@@ -82,6 +82,9 @@ class SourceClassifier(nn.Module):
     out["features"] = x
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     out["logits"] = nn.Dense(self.num_classes, name="logits")(x)
+    out["probs"] = jax.nn.softmax(out["logits"])
+    out["unit_logits"] = out["logits"] / jnp.sqrt(
+        jnp.sum(jnp.square(out["logits"]), axis=-1, keepdims=True) + 1e-6)
     if layers is None:
       return out["logits"]
     unknown = [n for n in layers if n not in out]
