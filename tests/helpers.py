@@ -35,6 +35,8 @@ def tiny_config(method: str, batch_size: int = 4, preset: str | None = None):
   elif method == "ugatit":
     config = load_config("configs/ugatit.py", preset or "digits")
     config.model.update(ngf=4, n_res=1, ndf=4, n_layers_global=4, n_layers_local=3)
+  elif method == "dtn":  # tiny widths, f trained for a few steps (cached like the real one)
+    config = load_config("configs/dtn.py", preset or "tiny")
   else:
     raise ValueError(method)
   config.batch_size = batch_size
