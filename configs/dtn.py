@@ -84,7 +84,8 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     d.tfds_B, d.tfds_train_B, d.tfds_test_B = "mnist", "train", "test"
     d.preprocess, d.load_size, d.crop_size, d.no_flip = "none", 32, 32, True
     d.input_nc, d.output_nc = 3, 1
-    c.model.f = "svhn"
+    # f's representation as measured on the embedded digits (not measured on SVHN: no data here).
+    c.model.update(f="svhn", f_layer="logits", f_temperature=4.0)
     c.batch_size = 128
     c.num_train_steps = 20000
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 100, 1000, 2000, 2000
