@@ -48,6 +48,7 @@ ARCHS = {
     "ugatit_discriminator": "translate.networks.ugatit",
     "stargan_generator": "translate.networks.stargan",
     "stargan_discriminator": "translate.networks.stargan",
+    "srgan_generator": "translate.networks.srgan", "srgan_discriminator": "translate.networks.srgan",
 }
 
 
