@@ -72,8 +72,8 @@ def get_config(arg: str = "photos") -> ml_collections.ConfigDict:
     c.data.crop_size = 64
     c.batch_size = 16
     c.optim.lr = 5e-4
-    c.num_train_steps = 1000
-    c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 50, 500, 500, 0
+    c.num_train_steps = 1200
+    c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 50, 400, 400, 0
   if a.tiny:
     config_base.make_tiny(c, **TINY_MODEL)
     c.data.update(crop_size=32, test_max_size=64)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from translate import losses, training
+from translate import training
 from translate.data import sr as sr_data
 from translate.methods import base
 from translate.networks import srgan as nets

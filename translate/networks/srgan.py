@@ -82,11 +82,11 @@ class PReLU(nn.Module):
   """torch.nn.PReLU(num_parameters): y = max(0, x) + a * min(0, x), `a` of shape (num_parameters,)
   (1 = one slope shared by all channels, torch's default), initialised to 0.25."""
   num_parameters: int = 1
-  init: float = PRELU_INIT
+  slope_init: float = PRELU_INIT
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    a = self.param("weight", jax.nn.initializers.constant(self.init), (self.num_parameters,))
+    a = self.param("weight", jax.nn.initializers.constant(self.slope_init), (self.num_parameters,))
     a = a.astype(x.dtype)
     return jnp.where(x >= 0, x, a * x)
 
