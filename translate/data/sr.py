@@ -331,6 +331,11 @@ def train_example(imgs: _Images, o: Options, seed: int, process_index: int, k: i
   rng = np.random.default_rng([seed, process_index, k])
   hr_full, lr_full = imgs.hr(index), imgs.lr(index)
   if lr_full is not None:
+    want = (hr_full.shape[0] // o.scale, hr_full.shape[1] // o.scale)
+    if lr_full.shape[:2] != want:
+      raise ValueError(f"{imgs.names[index]}: the given LR image is {lr_full.shape[1]}x"
+                       f"{lr_full.shape[0]}, not the HR image's size / {o.scale} ({want[1]}x{want[0]}); "
+                       f"is data.scale right for this data set?")
     hr, lr = random_crop(hr_full, o.crop_size, rng, o.scale, lr_full)
   else:
     hr, lr = random_crop(hr_full, o.crop_size, rng, o.scale), None
