@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from translate import loop, methods, parallel, training  # noqa: E402
+from translate import layers, loop, methods, parallel, training  # noqa: E402
 
 CASES = {
     "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
@@ -139,9 +139,13 @@ def main():
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--devices", default="1", help="a number, or 'all'")
+  parser.add_argument("--conv_transpose_grad", default="auto", choices=("auto", "subpixel", "dilated"),
+                      help="how transposed convolutions take their kernel gradient "
+                           "(translate.layers.CONV_TRANSPOSE_GRAD)")
   parser.add_argument("--no_header", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   num_devices = jax.device_count() if args.devices == "all" else int(args.devices)
+  layers.CONV_TRANSPOSE_GRAD = args.conv_transpose_grad
   if not args.no_header:
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
     print(f"{'case':14s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
@@ -152,7 +156,8 @@ def main():
     import subprocess
     for name in names:
       subprocess.run([sys.executable, __file__, "--cases", name, "--iters", str(args.iters),
-                      "--warmup", str(args.warmup), "--devices", args.devices, "--no_header"],
+                      "--warmup", str(args.warmup), "--devices", args.devices, "--no_header",
+                      "--conv_transpose_grad", args.conv_transpose_grad],
                      check=True)
     return
   for name in names:
