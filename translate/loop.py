@@ -28,6 +28,9 @@ def validate_config(config: ml_collections.ConfigDict, method: base.Method) -> d
   """Checks that fail at start-up rather than hours into a run; returns the method's derived values."""
   if config.batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {config.batch_size}.")
+  dtype = config.get("dtype", "float32")
+  if dtype not in training.COMPUTE_DTYPES:
+    raise ValueError(f"config.dtype must be one of {training.COMPUTE_DTYPES}, got {dtype!r}.")
   known = evaluation.metrics_for(method)
   unknown = [m for m in config.eval.metrics if m not in known]
   if unknown:
@@ -100,8 +103,15 @@ def make_sample_fn(config, method: base.Method):
 
 def make_train_step(config, method: base.Method, mesh, optimizers):
   """The jitted data-parallel step `(state, batch, frozen) -> (state, metrics)`: the state and the
-  frozen networks replicated, the batch split over the devices; only the state is donated."""
-  return jax.jit(functools.partial(method.train_step, config, optimizers),
+  frozen networks replicated, the batch split over the devices; only the state is donated. Networks
+  compute in `config.dtype` (`training.mixed_precision`)."""
+  dtype = config.get("dtype", "float32")
+
+  def step(state, batch, frozen):
+    with training.mixed_precision(dtype):  # traced once: the policy is read while tracing
+      return method.train_step(config, optimizers, state, batch, frozen)
+
+  return jax.jit(step,
                  in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh),
                                parallel.replicated(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
