@@ -17,6 +17,11 @@ Cases (the reference models at the reference widths, batch 1 per device):
                                32 px, grey images where the preset's data is the digits), batch 1 per
                                device: a check in seconds that each method's step still runs here, not
                                a figure (`--cases=tiny` runs them; they are not in the default list)
+Options: `--dtype=bfloat16` (config.dtype: bf16 compute, float32 state), `--batch_per_device`,
+`--peak_tflops` (the chip's peak for that dtype: adds MFU = FLOP/s over peak, FLOPs counted by XLA's
+analysis of the step's HLO), `--conv_transpose_grad=dilated|subpixel` (the two forms of a transposed
+convolution's kernel gradient, translate.layers.CONV_TRANSPOSE_GRAD; default auto).
+
 Each case: compile (first call) timed alone, then `--warmup` steps, then the median of `--iters` timed
 steps (each ends with block_until_ready). Peak memory: the device allocator's peak on GPU/TPU; on CPU
 the process's peak resident set size (includes everything the process holds). Random data, no input
