@@ -76,11 +76,13 @@ def peak_memory_bytes() -> tuple[int, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host peak RSS"
 
 
-def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
+def run_case(name: str, iters: int, warmup: int, num_devices: int, dtype: str = "float32",
+             batch_per_device: int = 1) -> dict:
   spec, size, overrides = CASES[name]
   config = load_config(spec)
   config.update(overrides)
-  config.batch_size = num_devices
+  config.dtype = dtype
+  config.batch_size = num_devices * batch_per_device
   if "crop_size" in config.data:  # networks built for an image size (U-GAT-IT's full G) use it
     config.data.crop_size = size
   else:  # StarGAN's labelled data
@@ -112,8 +114,15 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
     return parallel.shard_batch(host_batch(config.batch_size), mesh)
 
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch(), frozen).compile()
+  lowered = step.lower(state, batch(), frozen)
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
+  # FLOPs of the whole step (all devices) from XLA's analysis of the HLO before compilation: the same
+  # count on every backend (a GPU executable's own analysis leaves out the convolutions it hands to
+  # cuDNN).
+  cost = lowered.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", 0.0))
   for _ in range(warmup):
     state, metrics = compiled(state, batch(), frozen)
   jax.block_until_ready(state)
@@ -128,7 +137,7 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
   peak, peak_kind = peak_memory_bytes()
   return {"case": name, "size": size, "batch": config.batch_size, "devices": num_devices,
           "s_per_iter": median, "images_per_s": config.batch_size / median, "compile_s": compile_s,
-          "peak_mem_gb": peak / 2**30, "peak_kind": peak_kind,
+          "peak_mem_gb": peak / 2**30, "peak_kind": peak_kind, "tflops_per_s": flops / median / 1e12,
           "params_G": training.count_params(state.params["G"])}
 
 
@@ -142,14 +151,21 @@ def main():
   parser.add_argument("--conv_transpose_grad", default="auto", choices=("auto", "subpixel", "dilated"),
                       help="how transposed convolutions take their kernel gradient "
                            "(translate.layers.CONV_TRANSPOSE_GRAD)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="config.dtype: the networks' compute dtype (mixed precision)")
+  parser.add_argument("--batch_per_device", type=int, default=1)
+  parser.add_argument("--peak_tflops", type=float, default=0.0,
+                      help="the chip's peak TFLOP/s for --dtype (per device): prints MFU = achieved "
+                           "FLOP/s (XLA's cost analysis of the step) over peak")
   parser.add_argument("--no_header", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
   num_devices = jax.device_count() if args.devices == "all" else int(args.devices)
   layers.CONV_TRANSPOSE_GRAD = args.conv_transpose_grad
   if not args.no_header:
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
-    print(f"{'case':14s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
-          f"{'peak GB':>8s}  kind")
+    print(f"dtype {args.dtype}")
+    print(f"{'case':16s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
+          f"{'peak GB':>8s} {'TFLOP/s':>8s} {'MFU':>6s}  kind")
   names = ",".join(TINY_CASES) if args.cases == "tiny" else args.cases
   names = names.split(",")
   if len(names) > 1:  # one process per case, so each peak-memory figure is that case's alone
@@ -157,14 +173,18 @@ def main():
     for name in names:
       subprocess.run([sys.executable, __file__, "--cases", name, "--iters", str(args.iters),
                       "--warmup", str(args.warmup), "--devices", args.devices, "--no_header",
-                      "--conv_transpose_grad", args.conv_transpose_grad],
+                      "--conv_transpose_grad", args.conv_transpose_grad, "--dtype", args.dtype,
+                      "--batch_per_device", str(args.batch_per_device),
+                      "--peak_tflops", str(args.peak_tflops)],
                      check=True)
     return
   for name in names:
-    r = run_case(name, args.iters, args.warmup, num_devices)
-    print(f"{r['case']:14s} {r['size']:4d} {r['batch']:5d} {r['s_per_iter']:8.3f} "
-          f"{r['images_per_s']:7.2f} {r['compile_s']:9.1f} {r['peak_mem_gb']:8.2f}  {r['peak_kind']}",
-          flush=True)
+    r = run_case(name, args.iters, args.warmup, num_devices, args.dtype, args.batch_per_device)
+    mfu = (f"{r['tflops_per_s'] / (args.peak_tflops * num_devices):6.1%}" if args.peak_tflops
+           else f"{'-':>6s}")
+    print(f"{r['case']:16s} {r['size']:4d} {r['batch']:5d} {r['s_per_iter']:8.3f} "
+          f"{r['images_per_s']:7.2f} {r['compile_s']:9.1f} {r['peak_mem_gb']:8.2f} "
+          f"{r['tflops_per_s']:8.3f} {mfu}  {r['peak_kind']}", flush=True)
 
 
 if __name__ == "__main__":
