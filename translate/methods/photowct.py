@@ -100,7 +100,7 @@ def encoder_params(config) -> dict:
     return {k: v for k, v in model.params.items() if k.startswith("e")}
   if m.encoder == "random":
     enc = nets.Encoder(4, m.arch, tuple(m.widths))
-    variables = enc.init(jax.random.PRNGKey(m.encoder_seed), jnp.zeros((1, 16, 16, 3)))
+    variables = jax.jit(enc.init)(jax.random.PRNGKey(m.encoder_seed), jnp.zeros((1, 16, 16, 3)))
     return {"e4": jax.device_get(variables["params"])}
   vgg = pretrained.load(m.encoder, m.encoder_path or None)
   return {"e4": pipeline.vgg_encoder_params(jax.device_get(vgg.params))}
