@@ -181,14 +181,23 @@ def matting_smooth_cg(stylized, content, beta: float = BETA, eps: float = MATTIN
 # Fast: the guided filter (He, Sun & Tang 2010), JAX
 # ----------------------------------------------------------------------------------------------------
 def box_mean(x, radius: int):
-  """Mean over the (2r + 1)^2 window clipped at the border, of (H, W, ...) arrays."""
-  def box_sum(a):
-    k = 2 * radius + 1
-    window = (k, k) + (1,) * (a.ndim - 2)
-    pads = ((radius, radius), (radius, radius)) + ((0, 0),) * (a.ndim - 2)
-    return jax.lax.reduce_window(a, 0.0, jax.lax.add, window, (1,) * a.ndim, pads)
-  count = box_sum(jnp.ones(x.shape[:2], x.dtype))
-  return box_sum(x) / count.reshape(count.shape + (1,) * (x.ndim - 2))
+  """Mean over the (2r + 1)^2 window clipped at the border, of (H, W, ...) arrays: separable sums
+  (rows, then columns; O(r) per pixel), divided by the number of pixels in the clipped window."""
+  k = 2 * radius + 1
+  rest = (1,) * (x.ndim - 2)
+  zeros = ((0, 0),) * (x.ndim - 2)
+  s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (k, 1) + rest, (1,) * x.ndim,
+                            ((radius, radius), (0, 0)) + zeros)
+  s = jax.lax.reduce_window(s, 0.0, jax.lax.add, (1, k) + rest, (1,) * x.ndim,
+                            ((0, 0), (radius, radius)) + zeros)
+  h, w = x.shape[:2]
+
+  def count(n):
+    i = jnp.arange(n)
+    return (jnp.minimum(i + radius, n - 1) - jnp.maximum(i - radius, 0) + 1).astype(x.dtype)
+
+  n = count(h)[:, None] * count(w)[None, :]
+  return s / n.reshape(n.shape + rest)
 
 
 def guided_filter(stylized, content, radius: int = GIF_RADIUS, eps: float = GIF_EPS):
