@@ -131,9 +131,8 @@ def test_matting_smoothing_beta_to_zero_returns_the_input_and_cg_matches_exact()
   for beta in (1e-9, 0.0):
     np.testing.assert_allclose(smoothing.matting_smooth(stylized, content, beta=beta), stylized,
                                atol=1e-8)
-  np.testing.assert_allclose(np.asarray(smoothing.matting_smooth_cg(
-      jnp.asarray(stylized, jnp.float32), jnp.asarray(content, jnp.float32), beta=1e-9)),
-      stylized, atol=1e-6)
+  np.testing.assert_allclose(smoothing.matting_smooth_cg(stylized, content, beta=1e-9), stylized,
+                             atol=1e-8)
   # The matrix-free affinity equals the sparse W; CG reaches the exact solve at beta 0.9999.
   w = smoothing.matting_affinity(content)
   v = np.random.default_rng(4).normal(size=content.shape[:2])
@@ -142,9 +141,9 @@ def test_matting_smoothing_beta_to_zero_returns_the_input_and_cg_matches_exact()
   np.testing.assert_allclose(np.asarray(smoothing.affinity_diagonal(jnp.asarray(content, jnp.float32))),
                              w.diagonal().reshape(content.shape[:2]), rtol=1e-4, atol=1e-3)
   exact = smoothing.matting_smooth(stylized, content)
-  cg = np.asarray(smoothing.matting_smooth_cg(jnp.asarray(stylized, jnp.float32),
-                                              jnp.asarray(content, jnp.float32)))
-  assert np.max(np.abs(cg - exact)) < 5e-3
+  cg = smoothing.matting_smooth_cg(stylized, content, tol=1e-10)
+  assert np.max(np.abs(cg - exact)) < 1e-6 and cg.dtype == np.float64
+  assert not jax.config.jax_enable_x64  # 64-bit only inside the call
   with pytest.raises(ValueError, match="beta"):
     smoothing.matting_smooth(stylized, content, beta=1.0)
   with pytest.raises(ValueError, match="same size"):

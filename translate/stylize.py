@@ -87,7 +87,7 @@ def _resize(x: np.ndarray, hw: tuple[int, int], resample=Image.BICUBIC) -> np.nd
 def stylize_files(model_path: str, content_path: str, style_path: str, output: str,
                   content_seg: str | None = None, style_seg: str | None = None,
                   smoothing: str = "matting", size_cap: bool = False, beta: float = 0.9999,
-                  matting_solver: str = "direct", cg_tol: float = 1e-5, gif_radius: int = 35,
+                  matting_solver: str = "direct", cg_tol: float = 1e-6, gif_radius: int = 35,
                   gif_eps: float | None = None, log=print) -> dict:
   """The command line's work; returns {step: seconds}. Errors are raised before anything is written."""
   import jax
@@ -123,8 +123,7 @@ def stylize_files(model_path: str, content_path: str, style_path: str, output: s
     if matting_solver == "direct":
       out = smooth.matting_smooth(out, content, beta=beta)
     else:
-      out = np.asarray(jax.jit(smooth.matting_smooth_cg, static_argnames=("tol",))(
-          jnp.asarray(out), jnp.asarray(content), beta, tol=cg_tol))
+      out = smooth.matting_smooth_cg(out, content, beta=beta, tol=cg_tol)
   elif smoothing == "guided":
     eps = smooth.GIF_EPS if gif_eps is None else gif_eps
     out = np.asarray(jax.jit(smooth.guided_filter, static_argnums=2)(
@@ -151,7 +150,7 @@ def main(argv=None) -> None:
                       help="the reference's cap: shorter side > 960 px -> longer side 960 px")
   parser.add_argument("--beta", type=float, default=0.9999, help="matting smoothing beta")
   parser.add_argument("--matting_solver", default="direct", choices=("direct", "cg"))
-  parser.add_argument("--cg_tol", type=float, default=1e-5)
+  parser.add_argument("--cg_tol", type=float, default=1e-6)
   parser.add_argument("--gif_radius", type=int, default=35)
   parser.add_argument("--gif_eps", type=float, default=None,
                       help="guided-filter eps in [0, 1] units (default 1e-3 / 255^2, the reference's)")
