@@ -260,3 +260,30 @@ def test_config_errors_name_the_problem():
   config.data.source = "folder"
   with pytest.raises(ValueError, match="data.path"):
     photowct.check_config(config)
+
+
+def test_cascade_transfers_colour_statistics_with_an_exact_level1_autoencoder():
+  """A level-1 encoder that is 100 x (the image, its negative) through the ReLU, and the decoder that
+  undoes it: PhotoWCT at relu1_1 is then a colour transfer, so the output has the style image's mean
+  colour and (up to the ridge, negligible at this scale) its colour covariance."""
+  from translate.photowct import pipeline
+  eye = np.eye(3, dtype=np.float32)
+  enc_kernel = np.zeros((3, 3, 3, 6), np.float32)
+  enc_kernel[1, 1] = 100 * np.concatenate([eye, -eye], axis=1)
+  dec_kernel = np.zeros((3, 3, 6, 3), np.float32)
+  dec_kernel[1, 1] = np.concatenate([eye, -eye], axis=0) / 100
+  params = {"e1": {"conv0": {"kernel": eye[None, None], "bias": np.zeros(3, np.float32)},
+                   "conv1_1": {"kernel": enc_kernel, "bias": np.zeros(6, np.float32)}},
+            "d1": {"conv1_1": {"kernel": dec_kernel, "bias": np.zeros(3, np.float32)}}}
+  model = pipeline.Model(params, (1,), "vgg19", (6, 8, 8, 8))
+  rng = np.random.default_rng(6)
+  content = rng.uniform(0.1, 0.9, (20, 24, 3)).astype(np.float32)
+  style = (rng.uniform(0, 0.3, (18, 16, 3)) + [0.5, 0.3, 0.1]).astype(np.float32)
+  np.testing.assert_allclose(np.asarray(pipeline.transform(model, content, content)), content, atol=1e-3)
+  out = np.asarray(pipeline.transform(model, content, style)).reshape(-1, 3).astype(np.float64)
+  s = style.reshape(-1, 3).astype(np.float64)
+  np.testing.assert_allclose(out.mean(0), s.mean(0), atol=1e-4)
+  np.testing.assert_allclose(np.cov(out, rowvar=False), np.cov(s, rowvar=False), atol=1e-4)
+  from translate import stylize
+  assert stylize.capped_size(600, 800) == (600, 800)  # the reference's cap: shorter side <= 960 kept
+  assert stylize.capped_size(1000, 2000) == (480, 960)  # else the longer side becomes 960
