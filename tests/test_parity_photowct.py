@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import max_diff_nchw, nchw_to_nhwc
 from translate import convert
-from translate.networks import photowct as nets
 
 NETS_FILE = "photowct_vgg_levels12.npz"
 WCT_FILE = "photowct_wct.npz"
