@@ -287,3 +287,18 @@ def test_cascade_transfers_colour_statistics_with_an_exact_level1_autoencoder():
   from translate import stylize
   assert stylize.capped_size(600, 800) == (600, 800)  # the reference's cap: shorter side <= 960 kept
   assert stylize.capped_size(1000, 2000) == (480, 960)  # else the longer side becomes 960
+
+
+def test_coco_source_through_tfds_mock_data():
+  import tensorflow_datasets as tfds
+  from translate.methods import photowct
+  from tests.helpers import load_config
+  config = load_config("configs/photowct.py", "coco,tiny")
+  with tfds.testing.mock_data(num_examples=6):
+    photowct.check_config(config)
+    batch = next(photowct.DATA.create_dataset(config, "train", 2, seed=0).as_numpy_iterator())
+    assert batch["A"].shape == (2, 32, 32, 3) and -1 <= batch["A"].min() < batch["A"].max() <= 1
+    test = [b["A"].shape for b in photowct.DATA.create_dataset(
+        config, "test", 4, seed=0, train=False).as_numpy_iterator()]
+    assert test == [(4, 32, 32, 3), (2, 32, 32, 3)]
+    assert photowct.DATA.dataset_size(config, "train") == 6

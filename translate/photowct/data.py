@@ -186,9 +186,9 @@ def dataset_size(config, split: str) -> int:
     return len(TRAIN_PHOTOS if split == "train" else TEST_PHOTOS)
   if d.source == "folder":
     return len(_folder_files(d.path, split))
-  import tensorflow_datasets as tfds
-  info = tfds.builder(d.tfds_name, data_dir=d.data_dir or None).info
-  return info.splits["train" if split == "train" else "validation"].num_examples
+  from translate.data import input_pipeline
+  return input_pipeline.tfds_length(d.tfds_name, "train" if split == "train" else "validation",
+                                    d.data_dir or None)
 
 
 def describe(config) -> str:
