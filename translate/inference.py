@@ -46,7 +46,8 @@ class Predictor:
     return int(shape[-1])
 
   def predict(self, name: str, **inputs) -> dict[str, np.ndarray]:
-    """Runs predict `name` on keyword inputs (as `Predict.fn` takes them); numpy outputs."""
+    """Runs predict `name` on keyword inputs (as `Predict.fn` takes them); numpy outputs. Each input
+    image is computed alone (`Predict.per_image`): its output never depends on its batch neighbours."""
     spec = self.method.predict(name)
     expected = {i.name for i in spec.inputs}
     if set(inputs) != expected:
@@ -54,7 +55,7 @@ class Predictor:
                        f"{sorted(inputs)}.")
     if name not in self._jitted:
       self._jitted[name] = jax.jit(
-          lambda state, frozen, kwargs: spec.fn(self.config, state, frozen, **kwargs))
+          lambda state, frozen, kwargs: spec.per_image(self.config, state, frozen, **kwargs))
     kwargs = {}
     for i in spec.inputs:
       value = inputs[i.name]
