@@ -41,7 +41,7 @@ def get_config(arg: str = "photos") -> ml_collections.ConfigDict:
       vgg="vgg19", vgg_path="", content_layer="relu5_4", content_scale=1 / 12.75,
       content_weight=1.0, beta=1e-3))
   c.init_from = ""
-  c.optim.lr_decay_fraction = 0.5  # 1e-4, then 1e-5 for the second half
+  c.optim.lr_decay_step = 100_000  # 1e-4, then 1e-5 for the second half
   c.num_train_steps = 200_000
   if a.preset == "photos":
     # Sized for 2 CPU cores (a step is ~8x an SRResNet step: VGG16 through relu5_3 on SR and HR,
@@ -55,9 +55,11 @@ def get_config(arg: str = "photos") -> ml_collections.ConfigDict:
     c.data.crop_size = 64
     c.batch_size = 8
     c.num_train_steps = 150
+    c.optim.lr_decay_step = 75
     c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 25, 150, 150, 0
   if a.tiny:
     config_base.make_tiny(c, **TINY_MODEL)
     c.data.update(crop_size=32, test_max_size=64)
     c.num_train_steps = 4
+    c.optim.lr_decay_step = 2
   return c.lock()

@@ -47,9 +47,9 @@ def base_sr_config(method: str, arg: str):
   c.model = ml_collections.ConfigDict(dict(
       large_kernel_size=9, small_kernel_size=3, n_channels=64, n_blocks=16, scaling_factor=4))
   c.data = sr_data_config()
-  # Adam b1 0.9; lr times lr_decay_factor after (1 - lr_decay_fraction) of the run (0: constant).
+  # Adam b1 0.9; lr times lr_decay_factor from step lr_decay_step on (0: constant).
   c.optim.update(lr=1e-4, b1=0.9, b2=0.999)
-  c.optim.lr_decay_fraction = 0.0
+  c.optim.lr_decay_step = 0
   c.optim.lr_decay_factor = 0.1
   c.batch_size = 16
   c.num_train_steps = 1_000_000

@@ -74,9 +74,10 @@ def test_content_loss_is_the_mse_of_feature_maps_scaled_by_1_over_12_75():
   full = srgan_config("div2k")
   assert (full.loss.beta, full.loss.content_scale, full.loss.content_layer) == (1e-3, 1 / 12.75,
                                                                                 "relu5_4")
-  assert (full.optim.lr, full.optim.b1, full.optim.lr_decay_fraction) == (1e-4, 0.9, 0.5)
-  schedule = srresnet.adam_schedule(full, 1000)
-  np.testing.assert_allclose([float(schedule(0)), float(schedule(499)), float(schedule(500))],
+  assert (full.optim.lr, full.optim.b1) == (1e-4, 0.9)
+  assert full.optim.lr_decay_step * 2 == full.num_train_steps  # 1e-5 for the second half
+  schedule = srresnet.adam_schedule(full, full.num_train_steps)
+  np.testing.assert_allclose([float(schedule(0)), float(schedule(99_999)), float(schedule(100_000))],
                              [1e-4, 1e-4, 1e-5], rtol=1e-6)
 
 
@@ -163,9 +164,7 @@ def runs(tmp_path_factory):
   train.train_and_evaluate(config, srresnet_dir)
   g_config = _tiny("srgan", folder)
   g_config.init_from = srresnet_dir
-  # "1e-4, then 1e-5 for the second half" depends on the run's length, which the 2-step first part
-  # of the resumed run changes; the schedule is checked on its own (test_content_loss_...).
-  g_config.optim.lr_decay_fraction = 0.0
+  assert g_config.optim.lr_decay_step == 2  # the resumed run restarts at the lr drop
   g_config.sample_every = g_config.checkpoint_every = 100  # a grid and a checkpoint at the end only
   straight, resumed, _ = straight_and_resumed_runs(g_config, base / "srgan")
   return folder, srresnet_dir, g_config, straight, resumed

@@ -63,13 +63,14 @@ def build_networks(config) -> dict:
 
 
 def adam_schedule(config, total_steps: int) -> optax.Schedule:
-  """optim.lr, multiplied by optim.lr_decay_factor after optim.lr_decay_fraction of the run (SRGAN:
-  1e-4, then 1e-5 for the second half); constant when lr_decay_fraction is 0."""
+  """optim.lr, multiplied by optim.lr_decay_factor from step optim.lr_decay_step on (SRGAN: 1e-4, then
+  1e-5 for the second half of its 2 x 10^5 steps); constant when lr_decay_step is 0. The step is a
+  config value, not a fraction of the run, so a resumed run keeps its schedule."""
+  del total_steps
   o = config.optim
-  if not o.lr_decay_fraction:
+  if not o.lr_decay_step:
     return optax.constant_schedule(o.lr)
-  boundary = int(round(total_steps * (1 - o.lr_decay_fraction)))
-  return optax.piecewise_constant_schedule(o.lr, {boundary: o.lr_decay_factor})
+  return optax.piecewise_constant_schedule(o.lr, {int(o.lr_decay_step): o.lr_decay_factor})
 
 
 def make_optimizers(config, steps_per_epoch: int, total_steps: int, groups=tuple(GROUPS)) -> dict:
