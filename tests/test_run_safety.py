@@ -80,3 +80,24 @@ def test_skip_nonfinite_steps_leaves_the_learned_state_unchanged():
   assert bool(training.all_finite(state.params))
   assert not all(np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(after.params), jax.tree_util.tree_leaves(jax.device_get(state.params))))
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  config = tiny_config("cyclegan", batch_size=2)
+  config.num_train_steps = 3
+  config.checkpoint_every = 1
+  train.train_and_evaluate(config, workdir)
+  # A run killed while writing step 3, or a full disk: its biggest array file is cut short.
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(workdir, "checkpoints", "3", "state"))
+           for f in fs]
+  biggest = max(files, key=os.path.getsize)
+  with open(biggest, "r+b") as f:
+    f.truncate(os.path.getsize(biggest) // 2)
+  config.num_train_steps = 4
+  with caplog.at_level("WARNING"):
+    train.train_and_evaluate(config, workdir)
+  assert "step 3" in caplog.text and "damaged" in caplog.text
+  assert os.path.isdir(os.path.join(workdir, "damaged_checkpoints", "3"))  # kept, not deleted
+  step, state = final_state(workdir)
+  assert step == 4 and int(state["step"]) == 4  # resumed from step 2, trained steps 3 and 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import jax
@@ -46,11 +47,57 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def stored_meta(self, step: int | None = None) -> dict | None:
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return None
-    restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    return restored["meta"]
+    """The meta saved with `step` (default: the newest checkpoint whose meta reads)."""
+    if step is not None:
+      restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+      return restored["meta"]
+    error = None
+    for candidate in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        return self.stored_meta(candidate)
+      except Exception as e:  # noqa: BLE001 -- a damaged checkpoint: look at the previous one
+        error = error or e
+    if error is not None:
+      raise error
+    return None
+
+  def restore_latest(self, target_state: Any) -> Any:
+    """Restores the newest checkpoint that reads. A damaged newest one (a truncated or missing file:
+    a run killed while writing, a full disk) is moved to `<workdir>/damaged_checkpoints/<step>`
+    (never deleted) with a warning naming it, and the previous one is used; when none reads, the
+    newest one's error is raised (never a silent start from scratch). Orbax already ignores the
+    temporary directory of a save that never finished."""
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    first_error = None
+    for step in steps:
+      try:
+        state = self.restore(target_state, step)
+      except Exception as e:  # noqa: BLE001 -- decide below whether it is damage or a mismatch
+        first_error = first_error or e
+        logging.warning("Checkpoint of step %d in %s cannot be restored (%s: %s).", step,
+                        self.directory, type(e).__name__, str(e)[:300])
+        continue
+      damaged = [s for s in steps if s > step]
+      if damaged:
+        if jax.process_index() == 0:  # one process moves them (the directory is shared)
+          self._set_aside(damaged)
+        self.manager.reload()
+        logging.warning("Resumed from step %d: the newer checkpoint(s) of step(s) %s were damaged "
+                        "and are kept in %s.", step, damaged, self._damaged_dir())
+      return state
+    raise first_error
+
+  def _damaged_dir(self) -> str:
+    return os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
+
+  def _set_aside(self, steps: list[int]) -> None:
+    os.makedirs(self._damaged_dir(), exist_ok=True)
+    for step in steps:
+      source = os.path.join(self.directory, str(step))
+      target = os.path.join(self._damaged_dir(), str(step))
+      if os.path.exists(target):
+        target = f"{target}.{int(time.time())}"
+      os.rename(source, target)
 
   def check_compatible(self, step: int | None = None) -> None:
     stored = self.stored_meta(step)

@@ -203,7 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   frozen = workdirs.load_frozen(method, config, mesh)
   state = create_train_state(config, method, mesh, optimizers, example, frozen)
   if ckpt.latest_step() is not None:
-    state = ckpt.restore(state)
+    state = ckpt.restore_latest(state)
   start_step = int(jax.device_get(state.step))
   if parallel.is_main_process():
     workdirs.save_config(config, workdir)
