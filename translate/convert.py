@@ -48,6 +48,9 @@ ARCHS = {
     "ugatit_discriminator": "translate.networks.ugatit",
     "stargan_generator": "translate.networks.stargan",
     "stargan_discriminator": "translate.networks.stargan",
+    "munit_generator": "translate.networks.munit",
+    "unit_generator": "translate.networks.munit",
+    "munit_discriminator": "translate.networks.munit",
 }
 
 
