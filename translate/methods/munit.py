@@ -374,14 +374,15 @@ def diversity_of(config, method, state, frozen, predict: str) -> dict:
   test A images under predict `predict` (inputs images, rng, num_styles)."""
   from translate.metrics import diversity, lpips
   e = config.eval
-  metric = lpips.LPIPS(path=e.get("lpips_path") or None)
+  network = lpips.load_network(e.get("lpips_path") or None)
   fn = jax.jit(functools.partial(method.predicts[predict].fn, config, num_styles=e.diversity_styles))
   ds = method.data.create_dataset(config, "test", e.batch_size, seed=config.seed, train=False)
   scores, seen = [], 0
   for k, batch in enumerate(ds.as_numpy_iterator()):
     images = batch["A"][:e.diversity_images - seen]
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), k)
-    scores.append(diversity.pairwise_lpips(metric, fn(state, frozen, images=images, rng=key)["image"]))
+    samples = fn(state, frozen, images=images, rng=key)["image"]
+    scores.append(diversity.pairwise_lpips(network, samples))
     seen += len(images)
     if seen >= e.diversity_images:
       break
