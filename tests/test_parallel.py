@@ -19,7 +19,11 @@ from tests.conftest import REPO
 # DTN's summed squared distances (the paper's L_CONST, L_TID) give g's output bias gradients of ~3e2:
 # Adam's second moment there is ~160 after 2 steps, and 2 float32 ulps of it (3e-5) exceed the absolute
 # 1e-5 below, while the parameters agree to 1.5e-8.
-FLOAT64 = ("ugatit", "dtn")
+# MUNIT in float32 differed by 0.035 (max over parameters and Adam moments, absolute) between 1 and 8
+# devices after 2 steps; UNIT, the same networks without styles, agrees in float32. In float64 MUNIT
+# agrees to 1e-5, so the data-parallel step is exact and the float32 gap is summation-order rounding
+# (which element carries it was not pinned down).
+FLOAT64 = ("ugatit", "dtn", "munit")
 
 SCRIPT = r"""
 import json, sys
