@@ -24,8 +24,12 @@ import ml_collections
 from translate import config_base
 
 PRESETS = ("edges2shoes", "edges2handbags", "summer2winter", "folder", "digits")
-TINY_MODEL = dict(gen=dict(dim=4, mlp_dim=8, style_dim=4, n_res=1),
-                  dis=dict(dim=4, n_layer=2, num_scales=2))
+# The `tiny` modifier's networks (whole gen/dis dicts, locked like the config they are compared with).
+TINY_MODEL = dict(
+    gen=ml_collections.ConfigDict(dict(dim=4, mlp_dim=8, style_dim=4, activ="relu", n_downsample=2,
+                                       n_res=1, pad_type="reflect")).lock(),
+    dis=ml_collections.ConfigDict(dict(dim=4, norm="none", activ="lrelu", n_layer=2, gan_type="lsgan",
+                                       num_scales=2, pad_type="reflect")).lock())
 
 
 def gen_dis_config() -> ml_collections.ConfigDict:
@@ -76,7 +80,7 @@ def apply_preset(c, preset: str) -> None:
 def tiny(c, model: dict) -> None:
   config_base.make_tiny(c)
   for part, fields in model.items():
-    c.model[part].update(fields)
+    c.model[part].update(fields.to_dict())
   c.num_train_steps = 4
   c.eval.diversity_images, c.eval.diversity_styles = 4, 2
 

@@ -14,7 +14,11 @@ import ml_collections
 from translate import config_base
 
 PRESETS = ("edges2shoes", "edges2handbags", "summer2winter", "folder", "digits")
-TINY_MODEL = dict(gen=dict(dim=4, n_res=1), dis=dict(dim=4, n_layer=2, num_scales=2))
+TINY_MODEL = dict(  # whole gen/dis dicts, locked like the config they are compared with
+    gen=ml_collections.ConfigDict(dict(dim=4, activ="relu", n_downsample=2, n_res=1,
+                                       pad_type="reflect")).lock(),
+    dis=ml_collections.ConfigDict(dict(dim=4, norm="none", activ="lrelu", n_layer=2, gan_type="lsgan",
+                                       num_scales=2, pad_type="reflect")).lock())
 
 
 def _munit_config():
