@@ -22,13 +22,27 @@ steps (each ends with block_until_ready). Peak memory: the device allocator's pe
 the process's peak resident set size (includes everything the process holds). Random data, no input
 pipeline: this measures the jitted step only. `--devices=all` runs data-parallel over every device
 with batch 1 per device.
+
+Side by side with the PyTorch originals (`--reference_cyclegan_dir` and/or `--reference_ugatit_dir`,
+checkouts of junyanz/pytorch-CycleGAN-and-pix2pix and znxlwm/UGATIT-pytorch; never part of this repo):
+each case runs ours in its own process, then the original training iteration in its own process
+(`benchmarks/reference_torch.py`, under `--reference_python`, a Python with torch; same --iters and
+--warmup; torch threads = the cores this process may use), and one table gives both s/iter, the ratio
+reference/ours (> 1: ours is faster), images/s, our compile time beside the reference's first
+iteration, and the peak memory of each process. Cases the originals lack (stargan_*, *_tiny) show "-".
+
+    .venv/bin/python benchmarks/train_step.py --cases=cyclegan_128,pix2pix_256 --iters=5 \
+        --reference_cyclegan_dir=../pytorch-CycleGAN-and-pix2pix --reference_python=../torchenv/bin/python
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -37,7 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from translate import loop, methods, parallel, training  # noqa: E402
+from translate import layers, loop, methods, parallel, training  # noqa: E402
 
 CASES = {
     "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
@@ -76,11 +90,13 @@ def peak_memory_bytes() -> tuple[int, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host peak RSS"
 
 
-def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
+def run_case(name: str, iters: int, warmup: int, num_devices: int, dtype: str = "float32",
+             batch_per_device: int = 1) -> dict:
   spec, size, overrides = CASES[name]
   config = load_config(spec)
   config.update(overrides)
-  config.batch_size = num_devices
+  config.dtype = dtype
+  config.batch_size = num_devices * batch_per_device
   if "crop_size" in config.data:  # networks built for an image size (U-GAT-IT's full G) use it
     config.data.crop_size = size
   else:  # StarGAN's labelled data
@@ -112,8 +128,15 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
     return parallel.shard_batch(host_batch(config.batch_size), mesh)
 
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch(), frozen).compile()
+  lowered = step.lower(state, batch(), frozen)
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
+  # FLOPs of the whole step (all devices) from XLA's analysis of the HLO before compilation: the same
+  # count on every backend (a GPU executable's own analysis leaves out the convolutions it hands to
+  # cuDNN).
+  cost = lowered.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", 0.0))
   for _ in range(warmup):
     state, metrics = compiled(state, batch(), frozen)
   jax.block_until_ready(state)
@@ -128,8 +151,70 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int) -> dict:
   peak, peak_kind = peak_memory_bytes()
   return {"case": name, "size": size, "batch": config.batch_size, "devices": num_devices,
           "s_per_iter": median, "images_per_s": config.batch_size / median, "compile_s": compile_s,
-          "peak_mem_gb": peak / 2**30, "peak_kind": peak_kind,
+          "peak_mem_gb": peak / 2**30, "peak_kind": peak_kind, "tflops_per_s": flops / median / 1e12,
           "params_G": training.count_params(state.params["G"])}
+
+
+REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference_torch.py")
+# case -> which reference checkout times it (benchmarks/reference_torch.py holds their flags)
+REFERENCE_REPO = {"cyclegan_128": "cyclegan", "cyclegan_256": "cyclegan", "pix2pix_256": "cyclegan",
+                  "ugatit_light_128": "ugatit", "ugatit_128": "ugatit", "ugatit_256": "ugatit"}
+
+
+def our_case_command(args, name: str) -> list[str]:
+  return [sys.executable, os.path.abspath(__file__), "--cases", name, "--iters", str(args.iters),
+          "--warmup", str(args.warmup), "--devices", args.devices, "--no_header",
+          "--conv_transpose_grad", args.conv_transpose_grad, "--dtype", args.dtype,
+          "--batch_per_device", str(args.batch_per_device), "--peak_tflops", str(args.peak_tflops)]
+
+
+def tagged_json(stdout: str, tag: str, command: list[str]) -> dict:
+  """The JSON after the last line starting with `tag` in a child's stdout."""
+  for line in reversed(stdout.splitlines()):
+    if line.startswith(tag + " "):
+      return json.loads(line[len(tag) + 1:])
+  raise RuntimeError(f"no {tag} line in the output of {' '.join(command)}:\n{stdout}")
+
+
+def reference_python(flag_value: str | None) -> str:
+  """--reference_python, else this Python when it can import torch; else an error naming the flag."""
+  if flag_value:
+    return flag_value
+  if importlib.util.find_spec("torch") is not None:
+    return sys.executable
+  raise SystemExit(f"{sys.executable} cannot import torch (it is no dependency of ours): pass "
+                   "--reference_python=PATH, a Python with torch, to time the references")
+
+
+def run_with_reference(args, names: list[str]) -> None:
+  """Ours and the original, each case in two processes in turn, printed as one table."""
+  dirs = {"cyclegan": args.reference_cyclegan_dir, "ugatit": args.reference_ugatit_dir}
+  python = reference_python(args.reference_python)
+  print(f"reference: {python}, iteration of the original code on CPU, batch 1 "
+        f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both")
+  print(f"{'case':16s} {'px':>4s} {'ours s/it':>9s} {'ref s/it':>9s} {'ref/ours':>8s} {'ours img/s':>10s} "
+        f"{'compile s':>9s} {'ref 1st s':>9s} {'ours GB':>7s} {'ref GB':>6s}  ours: backend, peak kind")
+  for name in names:
+    command = our_case_command(args, name) + ["--json_result"]
+    ours = tagged_json(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout,
+                       "OURS_RESULT", command)
+    ref = None
+    ref_dir = dirs.get(REFERENCE_REPO.get(name))
+    if ref_dir:
+      command = [python, REFERENCE_SCRIPT, "--case", name, "--reference_dir", ref_dir,
+                 "--iters", str(args.iters), "--warmup", str(args.warmup)]
+      ref = tagged_json(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout,
+                        "REFERENCE_RESULT", command)
+      print(f"  ({name} reference: {ref['reference']}, torch {ref['torch']}, {ref['threads']} threads"
+            + (f", imports stubbed: {', '.join(ref['stubbed'])}" if ref["stubbed"] else "") + ")")
+    dash = lambda width: f"{'-':>{width}s}"  # noqa: E731
+    print(f"{name:16s} {ours['size']:4d} {ours['s_per_iter']:9.3f} "
+          f"{ref and format(ref['s_per_iter'], '9.3f') or dash(9)} "
+          f"{ref and format(ref['s_per_iter'] / ours['s_per_iter'], '8.2f') or dash(8)} "
+          f"{ours['images_per_s']:10.2f} {ours['compile_s']:9.1f} "
+          f"{ref and format(ref['first_iter_s'], '9.1f') or dash(9)} {ours['peak_mem_gb']:7.2f} "
+          f"{ref and format(ref['peak_rss_gb'], '6.2f') or dash(6)}  {ours['backend']}, {ours['peak_kind']}",
+          flush=True)
 
 
 def main():
@@ -139,27 +224,52 @@ def main():
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--devices", default="1", help="a number, or 'all'")
+  parser.add_argument("--conv_transpose_grad", default="auto", choices=("auto", "subpixel", "dilated"),
+                      help="how transposed convolutions take their kernel gradient "
+                           "(translate.layers.CONV_TRANSPOSE_GRAD)")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="config.dtype: the networks' compute dtype (mixed precision)")
+  parser.add_argument("--batch_per_device", type=int, default=1)
+  parser.add_argument("--peak_tflops", type=float, default=0.0,
+                      help="the chip's peak TFLOP/s for --dtype (per device): prints MFU = achieved "
+                           "FLOP/s (XLA's cost analysis of the step) over peak")
+  parser.add_argument("--reference_cyclegan_dir", default=None,
+                      help="checkout of junyanz/pytorch-CycleGAN-and-pix2pix: time its iteration for "
+                           "cyclegan_*/pix2pix_256 beside ours")
+  parser.add_argument("--reference_ugatit_dir", default=None,
+                      help="checkout of znxlwm/UGATIT-pytorch: time its iteration for ugatit_* beside ours")
+  parser.add_argument("--reference_python", default=None,
+                      help="a Python with torch for the references (default: this one, if it has torch)")
   parser.add_argument("--no_header", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--json_result", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  names = (",".join(TINY_CASES) if args.cases == "tiny" else args.cases).split(",")
+  unknown = [n for n in names if n not in CASES]
+  if unknown:
+    raise SystemExit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+  if args.reference_cyclegan_dir or args.reference_ugatit_dir:
+    run_with_reference(args, names)
+    return
   num_devices = jax.device_count() if args.devices == "all" else int(args.devices)
+  layers.CONV_TRANSPOSE_GRAD = args.conv_transpose_grad
   if not args.no_header:
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
-    print(f"{'case':14s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
-          f"{'peak GB':>8s}  kind")
-  names = ",".join(TINY_CASES) if args.cases == "tiny" else args.cases
-  names = names.split(",")
+    print(f"dtype {args.dtype}")
+    print(f"{'case':16s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
+          f"{'peak GB':>8s} {'TFLOP/s':>8s} {'MFU':>6s}  kind")
   if len(names) > 1:  # one process per case, so each peak-memory figure is that case's alone
-    import subprocess
     for name in names:
-      subprocess.run([sys.executable, __file__, "--cases", name, "--iters", str(args.iters),
-                      "--warmup", str(args.warmup), "--devices", args.devices, "--no_header"],
-                     check=True)
+      subprocess.run(our_case_command(args, name), check=True)
     return
   for name in names:
-    r = run_case(name, args.iters, args.warmup, num_devices)
-    print(f"{r['case']:14s} {r['size']:4d} {r['batch']:5d} {r['s_per_iter']:8.3f} "
-          f"{r['images_per_s']:7.2f} {r['compile_s']:9.1f} {r['peak_mem_gb']:8.2f}  {r['peak_kind']}",
-          flush=True)
+    r = run_case(name, args.iters, args.warmup, num_devices, args.dtype, args.batch_per_device)
+    mfu = (f"{r['tflops_per_s'] / (args.peak_tflops * num_devices):6.1%}" if args.peak_tflops
+           else f"{'-':>6s}")
+    print(f"{r['case']:16s} {r['size']:4d} {r['batch']:5d} {r['s_per_iter']:8.3f} "
+          f"{r['images_per_s']:7.2f} {r['compile_s']:9.1f} {r['peak_mem_gb']:8.2f} "
+          f"{r['tflops_per_s']:8.3f} {mfu}  {r['peak_kind']}", flush=True)
+    if args.json_result:
+      print("OURS_RESULT " + json.dumps({**r, "backend": jax.default_backend()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ def make_batch(method: str, config, rng: np.random.Generator, batch_size: int | 
       labels = lay.encode(k, labels[:, lay.offset(k):lay.offset(k) + len(lay.sets[k].names)])
     return {"image": rng.uniform(-1, 1, (n, 32, 32, d.channels)).astype(np.float32),
             "label": labels}
+  if method == "photowct":  # images only (key A), RGB, at the crop size
+    return {"A": rng.uniform(-1, 1, (n, d.crop_size, d.crop_size, 3)).astype(np.float32)}
+  if method in ("srresnet", "srgan"):  # LR 'A' and HR 'B' crops (tiny: 32 px HR at scale 4)
+    s = d.crop_size
+    return {"A": rng.uniform(-1, 1, (n, s // d.scale, s // d.scale, 3)).astype(np.float32),
+            "B": rng.uniform(-1, 1, (n, s, s, 3)).astype(np.float32)}
   return {"A": rng.uniform(-1, 1, (n, 32, 32, d.input_nc)).astype(np.float32),
           "B": rng.uniform(-1, 1, (n, 32, 32, d.output_nc)).astype(np.float32)}
 

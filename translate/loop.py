@@ -17,6 +17,7 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -28,11 +29,39 @@ def validate_config(config: ml_collections.ConfigDict, method: base.Method) -> d
   """Checks that fail at start-up rather than hours into a run; returns the method's derived values."""
   if config.batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {config.batch_size}.")
+  dtype = config.get("dtype", "float32")
+  if dtype not in training.COMPUTE_DTYPES:
+    raise ValueError(f"config.dtype must be one of {training.COMPUTE_DTYPES}, got {dtype!r}.")
   known = evaluation.metrics_for(method)
   unknown = [m for m in config.eval.metrics if m not in known]
   if unknown:
     raise ValueError(f"Unknown eval metric(s) {unknown}; expected some of {sorted(known)}.")
   return method.check_config(config) or {}
+
+
+_all_finite_params = jax.jit(lambda params: training.all_finite(params))
+SKIPPED = "nonfinite_skipped"  # metric of a step that skip_nonfinite_steps left out
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A training step produced a non-finite loss (or parameters); the run stops before saving it."""
+
+
+def _check_finite(host_metrics: list[dict], first_step: int, skip: bool) -> None:
+  """Raises NonFiniteLossError naming the first step whose loss terms are not all finite; with
+  `skip` (skip_nonfinite_steps) such steps were left out by the step itself and are only reported."""
+  for i, m in enumerate(host_metrics):
+    bad = sorted(k for k, v in m.items() if k != SKIPPED and not np.all(np.isfinite(v)))
+    if not bad:
+      continue
+    terms = ", ".join(f"{k} = {float(np.mean(m[k]))}" for k in bad)
+    if skip:
+      logging.warning("Step %d skipped (skip_nonfinite_steps): %s", first_step + i, terms)
+      continue
+    raise NonFiniteLossError(
+        f"Non-finite loss at step {first_step + i}: {terms}. The run stopped without saving this "
+        f"state: the latest checkpoint holds the last good one. Lower the learning rate, or set "
+        f"--config.skip_nonfinite_steps=True to leave such steps out.")
 
 
 def run_length(config, steps_per_epoch: int) -> int:
@@ -100,8 +129,23 @@ def make_sample_fn(config, method: base.Method):
 
 def make_train_step(config, method: base.Method, mesh, optimizers):
   """The jitted data-parallel step `(state, batch, frozen) -> (state, metrics)`: the state and the
-  frozen networks replicated, the batch split over the devices; only the state is donated."""
-  return jax.jit(functools.partial(method.train_step, config, optimizers),
+  frozen networks replicated, the batch split over the devices; only the state is donated. Networks
+  compute in `config.dtype` (`training.mixed_precision`)."""
+  dtype = config.get("dtype", "float32")
+
+  skip_nonfinite = bool(config.get("skip_nonfinite_steps", False))
+
+  def step(state, batch, frozen):
+    with training.mixed_precision(dtype):  # traced once: the policy is read while tracing
+      new_state, metrics = method.train_step(config, optimizers, state, batch, frozen)
+    if skip_nonfinite:  # a step with a non-finite loss or parameter leaves the learned state as it was
+      ok = jnp.logical_and(training.all_finite(metrics), training.all_finite(new_state.params))
+      kept = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+      new_state = kept.replace(step=new_state.step, rng=new_state.rng)  # the run still moves on
+      metrics = {**metrics, SKIPPED: 1.0 - ok.astype(jnp.float32)}
+    return new_state, metrics
+
+  return jax.jit(step,
                  in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh),
                                parallel.replicated(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
@@ -126,6 +170,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   local_batch = parallel.check_batch_size(config.batch_size, mesh)
   steps_per_epoch = max(1, math.ceil(data.dataset_size(config, "train") / config.batch_size))
   total_steps = run_length(config, steps_per_epoch)
+  schedule_steps = (config.optim.n_epochs + config.optim.n_epochs_decay) * steps_per_epoch
+  if method.make_optimizers is None and total_steps > schedule_steps:
+    raise ValueError(
+        f"num_train_steps={config.num_train_steps} is past the end of the learning-rate schedule "
+        f"({schedule_steps} steps: optim.n_epochs={config.optim.n_epochs} + "
+        f"optim.n_epochs_decay={config.optim.n_epochs_decay} epochs of {steps_per_epoch} steps): the "
+        f"last {total_steps - schedule_steps} steps would train at learning rate 0. num_train_steps "
+        f"caps a run; lengthen it with the epochs instead.")
   optimizers = method.optimizers(config, steps_per_epoch, total_steps)
   logging.info("%s on %s; %d steps (%d per epoch), global batch %d on %d device(s)", config.method,
                data.describe(config), total_steps, steps_per_epoch, config.batch_size,
@@ -140,8 +192,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   example = _example_batch(train_dataset(), method.input_keys)
   meta = {"method": config.method, "model": config.model.to_dict(),
           "image_shapes": {k: list(v.shape[1:]) for k, v in example.items()}}
+  # What fixes the learning-rate schedule and the data position (batch b of step s is the stream's
+  # s-th batch): a resume must not change it silently.
+  meta["schedule"] = {"batch_size": config.batch_size, "steps_per_epoch": steps_per_epoch,
+                      "optim": config.optim.to_dict()}
   ckpt = checkpoint.Checkpointer(workdir, meta, max_to_keep=config.keep_checkpoints)
   ckpt.check_compatible()  # before anything is written to the workdir
+  ckpt.check_resume("schedule")
 
   frozen = workdirs.load_frozen(method, config, mesh)
   state = create_train_state(config, method, mesh, optimizers, example, frozen)
@@ -182,45 +239,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info("eval at step %d: %s", step, results)
     return results
 
+  if start_step >= total_steps:
+    logging.warning("Nothing to train: the checkpoint in %s is at step %d and this run has %d steps.",
+                    workdir, start_step, total_steps)
+  skip = bool(config.get("skip_nonfinite_steps", False))
   results: dict = {}
-  pending: list = []
+  pending: list = []  # device metrics of the steps since the last log line
+  checked: list = []  # the same on the host, once checked to be finite
   t_last, step_last = time.time(), start_step
   step = start_step
-  with _Preemption() as preemption:
-    while step < total_steps:
-      batch = parallel.shard_batch(next(batches), mesh)
-      state, metrics = train_step(state, batch, frozen)
-      step += 1
-      pending.append(metrics)
-      if step % config.log_every == 0 or step == total_steps:
-        host = [parallel.to_host(m) for m in pending]
-        scalars = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-        now = time.time()
-        rate = (step - step_last) / max(now - t_last, 1e-9)
-        t_last, step_last, pending = now, step, []
-        scalars["steps_per_sec"] = rate
-        writer.write_scalars(step, scalars)
-        eta = (total_steps - step) / max(rate, 1e-9)
-        logging.info("step %d/%d | %.2f steps/s | ETA %s | %s", step, total_steps, rate,
-                     _format_seconds(eta), " ".join(f"{k} {v:.3f}" for k, v in sorted(scalars.items())
-                                                    if k.startswith("loss_")))
-      if step % config.sample_every == 0 or step == total_steps:
-        write_samples(step)
-      if config.eval_every > 0 and step % config.eval_every == 0 and step != total_steps:
-        results = run_eval(step)
-      stop = preemption.requested or ckpt.reached_preemption(step)
-      if step % config.checkpoint_every == 0 or step == total_steps or stop:
-        ckpt.save(step, state, force=True)
-      if stop:
-        logging.warning("Stopped at step %d after a preemption request; rerun to resume.", step)
-        ckpt.close()
-        writer.flush()
-        return results
-  if total_steps > start_step or not results:
-    results = run_eval(step)
-  ckpt.close()
-  writer.flush()
+
+  def check_pending():
+    """Brings the pending metrics to the host and stops the run at a non-finite loss."""
+    host = [parallel.to_host(m) for m in pending[len(checked):]]
+    _check_finite(host, step - len(pending) + len(checked) + 1, skip)
+    checked.extend(host)
+
+  try:
+    with _Preemption() as preemption:
+      while step < total_steps:
+        batch = parallel.shard_batch(next(batches), mesh)
+        state, metrics = train_step(state, batch, frozen)
+        step += 1
+        pending.append(metrics)
+        if step % config.log_every == 0 or step == total_steps:
+          check_pending()
+          scalars = {k: _finite_mean([m[k] for m in checked]) for k in checked[0]}
+          now = time.time()
+          rate = (step - step_last) / max(now - t_last, 1e-9)
+          t_last, step_last, pending, checked = now, step, [], []
+          scalars["steps_per_sec"] = rate
+          writer.write_scalars(step, scalars)
+          eta = (total_steps - step) / max(rate, 1e-9)
+          logging.info("step %d/%d | %.2f steps/s | ETA %s | %s", step, total_steps, rate,
+                       _format_seconds(eta), " ".join(f"{k} {v:.3f}" for k, v in
+                                                      sorted(scalars.items()) if k.startswith("loss_")))
+        if step % config.sample_every == 0 or step == total_steps:
+          write_samples(step)
+        if config.eval_every > 0 and step % config.eval_every == 0 and step != total_steps:
+          results = run_eval(step)
+        stop = preemption.requested or ckpt.reached_preemption(step)
+        if step % config.checkpoint_every == 0 or step == total_steps or stop:
+          check_pending()  # never save a state that came from a non-finite step
+          if not skip and not bool(jax.device_get(_all_finite_params(state.params))):
+            raise NonFiniteLossError(
+                f"Non-finite parameters after step {step}; not saved: the latest checkpoint holds "
+                f"the last good state. Lower the learning rate, or set "
+                f"--config.skip_nonfinite_steps=True.")
+          ckpt.save(step, state, force=True)
+        if stop:
+          logging.warning("Stopped at step %d after a preemption request; rerun to resume.", step)
+          return results
+    if total_steps > start_step or not results:
+      results = run_eval(step)
+  finally:
+    ckpt.close()  # waits for a checkpoint being written
+    writer.flush()
   return results
+
+
+def _finite_mean(values: list) -> float:
+  """The mean over the steps whose value is finite (steps left out by skip_nonfinite_steps are not
+  averaged in); NaN when there is none."""
+  finite = [float(np.mean(v)) for v in values if np.all(np.isfinite(v))]
+  return float(np.mean(finite)) if finite else float("nan")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -8,12 +8,14 @@ method extras such as image pools, the step and the RNG key.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Mapping
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from translate import layers
@@ -95,17 +97,61 @@ def init_net(module: nn.Module, rng: jax.Array, *args, **kwargs) -> tuple[PyTree
   return params, variables
 
 
+# The mixed-precision policy in force while a train step is traced (`mixed_precision`): None, or the
+# dtype that `run_net` computes networks in.
+_COMPUTE_DTYPE: list = [None]
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+@contextlib.contextmanager
+def mixed_precision(dtype: str = "float32"):
+  """Within this context `run_net` computes networks in `dtype` (`config.dtype`).
+
+  "bfloat16": the usual TPU/GPU policy. Floating inputs are cast to bfloat16, so convolutions and
+  matmuls run in bfloat16 (layers cast their float32 parameters to the input's dtype); norms compute
+  their statistics in float32 (`layers.upcast`); floating outputs come back as float32, so losses,
+  gradients, optimiser states and checkpoints stay float32. "float32" (default) changes nothing.
+  Raises ValueError for any other name (float16 would need loss scaling, which no method has).
+  """
+  if dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"config.dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}.")
+  previous = _COMPUTE_DTYPE[0]
+  _COMPUTE_DTYPE[0] = None if dtype == "float32" else jnp.dtype(dtype)
+  try:
+    yield
+  finally:
+    _COMPUTE_DTYPE[0] = previous
+
+
+def _cast_floats(tree: Any, dtype, only_from=None) -> Any:
+  def cast(x):
+    if isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating) and (
+        only_from is None or x.dtype == only_from):
+      return x.astype(dtype)
+    return x
+  return jax.tree_util.tree_map(cast, tree)
+
+
 def run_net(module: nn.Module, params: PyTree, collections: Mapping, *args,
             update: tuple[str, ...] = (), rng: jax.Array | None = None, **kwargs):
   """Applies a module. Collections named in `update` (e.g. 'batch_stats' when training, 'spectral' when
-  the power iteration runs) come back updated; returns (output, collections)."""
+  the power iteration runs) come back updated; returns (output, collections). Under
+  `mixed_precision("bfloat16")` the floating inputs are cast to bfloat16 and the outputs back to
+  float32."""
   variables = {"params": params, **collections}
   mutable = [c for c in update if c in collections]
   rngs = {"dropout": rng} if rng is not None else None
+  compute = _COMPUTE_DTYPE[0]
+  if compute is not None:
+    args, kwargs = _cast_floats((args, kwargs), compute)
   if mutable:
     out, new = module.apply(variables, *args, mutable=mutable, rngs=rngs, **kwargs)
-    return out, {**collections, **flax.core.unfreeze(new)}
-  return module.apply(variables, *args, rngs=rngs, **kwargs), dict(collections)
+    result = out, {**collections, **flax.core.unfreeze(new)}
+  else:
+    result = module.apply(variables, *args, rngs=rngs, **kwargs), dict(collections)
+  if compute is not None:
+    result = (_cast_floats(result[0], jnp.float32, only_from=compute), result[1])
+  return result
 
 
 def new_state(params: dict, collections: dict, optimizers: dict, rng: jax.Array,
@@ -174,6 +220,13 @@ def pool_query(pool: dict, images: jax.Array, rng: jax.Array, pool_size: int):
 
 def clip_rho(params: PyTree) -> PyTree:
   return layers.clip_rho(params)
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+  """True (a bool scalar) when every floating leaf of `tree` is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def count_params(params: PyTree) -> int:

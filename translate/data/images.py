@@ -26,7 +26,9 @@ from PIL import Image
 
 # The reference's IMG_EXTENSIONS (matched there case-sensitively, here case-insensitively) that TF
 # decodes, plus gif and webp; and the ones it does not decode (an error that says how to convert).
+# The one list of image extensions: training folders and the inference CLI both read these.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of the orientation (1..8)
 UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 # PIL format names the pipeline decodes (MPO: a multi-picture JPEG, read as its first picture).
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP")
@@ -207,6 +209,35 @@ def _inspect_cached(path: str) -> ImageInfo:
     with _INFO_CACHE_LOCK:
       _INFO_CACHE[key] = info
   return info
+
+
+_ORIENTATION_CACHE: dict[tuple, int] = {}
+
+
+def _orientation(path: str) -> int:
+  key = _cache_key(path)
+  with _INFO_CACHE_LOCK:
+    value = _ORIENTATION_CACHE.get(key)
+  if value is None:
+    try:
+      with _gfile().GFile(path, "rb") as f, Image.open(f) as image:
+        value = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 -- unreadable files are reported by inspect_image
+      value = 1
+    value = value if 1 <= value <= 8 else 1
+    with _INFO_CACHE_LOCK:
+      _ORIENTATION_CACHE[key] = value
+  return value
+
+
+def exif_orientations(paths: list[str], num_threads: int = 16) -> list[int]:
+  """The EXIF orientation tag (1..8; 1 = as stored, also for files without one) of each file, which
+  the pipeline applies after decoding (`input_pipeline.apply_orientation`) as PIL's
+  `ImageOps.exif_transpose` does: a phone photo stored sideways is read upright."""
+  if len(paths) < 64:
+    return [_orientation(p) for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+    return list(pool.map(_orientation, paths))
 
 
 def validate_images(paths: list[str], num_threads: int = 16) -> list[ImageInfo]:

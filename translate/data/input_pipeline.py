@@ -340,6 +340,26 @@ def decode_image(encoded: tf.Tensor) -> tf.Tensor:
   return image
 
 
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+  """An (H, W, C) image turned upright by its EXIF orientation (1..8), as PIL's
+  `ImageOps.exif_transpose`: 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
+  7 transverse, 8 rotate 90 counter-clockwise; 1 (or anything else) leaves it as stored."""
+  transposed = tf.transpose(image, [1, 0, 2])
+  branches = [
+      lambda: image,
+      lambda: image,
+      lambda: image[:, ::-1],
+      lambda: image[::-1, ::-1],
+      lambda: image[::-1],
+      lambda: transposed,
+      lambda: transposed[:, ::-1],
+      lambda: transposed[::-1, ::-1],
+      lambda: transposed[::-1],
+  ]
+  index = tf.where((orientation >= 1) & (orientation <= 8), orientation, 1)
+  return tf.switch_case(tf.cast(index, tf.int32), branches)
+
+
 def rgb_to_grey(image: tf.Tensor) -> tf.Tensor:
   """PIL's convert('L') (torchvision's Grayscale(1) on PIL images): ITU-R 601-2 luma in 16-bit fixed
   point, (19595 R + 38470 G + 7471 B + 2^15) >> 16. uint8 (H, W, 3) -> uint8 (H, W, 1)."""
@@ -505,10 +525,12 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
 
   if isinstance(domain, _Files):
     paths = tf.constant(domain.paths)
+    orientations = tf.constant(image_files.exif_orientations(domain.paths), tf.int32)
     ds = _index_stream(len(domain.paths), train, opts, stream_seed)
 
     def load(index):
-      return {key: prepare(decode_image(tf.io.read_file(paths[index])), channels, opts)}
+      image = apply_orientation(decode_image(tf.io.read_file(paths[index])), orientations[index])
+      return {key: prepare(image, channels, opts)}
 
   elif isinstance(domain, _Arrays):
     images = tf.constant(domain.images)
@@ -560,11 +582,12 @@ def _paired_stream(files: _Files, opts: Options, train: bool, seed: int, pi: int
                    hws: tuple) -> tf.data.Dataset:
   stream_seed = _stream_seed(seed, pi, "AB")
   paths = tf.constant(files.paths)
+  orientations = tf.constant(image_files.exif_orientations(files.paths), tf.int32)
   ds = _index_stream(len(files.paths), train, opts, stream_seed).enumerate().skip(skip)
 
   @tf.autograph.experimental.do_not_convert
   def transform(i, index):
-    image = decode_image(tf.io.read_file(paths[index]))
+    image = apply_orientation(decode_image(tf.io.read_file(paths[index])), orientations[index])
     half = tf.shape(image)[1] // 2  # the reference's int(w / 2): A = left, B = the rest
     halves = [image[:, :half], image[:, half:]]
     if opts.direction == "BtoA":

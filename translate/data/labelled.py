@@ -265,7 +265,7 @@ def _stream(source, k: int, data_config, split: str, train: bool, seed: int, pi:
                    read_config=tfds.ReadConfig(shuffle_seed=stream_seed))
     def select(example):  # encoded image and the chosen attributes, as 0/1 floats
       attrs = tf.stack([tf.cast(example["attributes"][n], tf.float32) for n in source.attrs])
-      return example["image"], attrs
+      return (example["image"], tf.constant(1, tf.int32)), attrs  # tfds images come upright
 
     ds = ds.map(tf.autograph.experimental.do_not_convert(select))
     if shuffle:
@@ -284,7 +284,8 @@ def _stream(source, k: int, data_config, split: str, train: bool, seed: int, pi:
     if isinstance(source, _Files):
       crop = int(_get(data_config, "folder_crop_size"))
       paths = tf.constant(source.paths)
-      ds = ds.map(lambda i: (tf.io.read_file(paths[i]), tf.gather(labels, i)))
+      orientations = tf.constant(image_files.exif_orientations(source.paths), tf.int32)
+      ds = ds.map(lambda i: ((tf.io.read_file(paths[i]), orientations[i]), tf.gather(labels, i)))
     else:
       images = tf.constant(source.images)
       ds = ds.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
@@ -295,7 +296,8 @@ def _stream(source, k: int, data_config, split: str, train: bool, seed: int, pi:
   def transform(i, item):
     image, label = item
     if encoded:
-      image = input_pipeline.decode_image(image)
+      encoded_image, orientation = image
+      image = input_pipeline.apply_orientation(input_pipeline.decode_image(encoded_image), orientation)
     if crop:
       image = _centre_crop(image, crop)
     if channels == 1 and image.shape[-1] != 1:

@@ -49,6 +49,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+import jax
+import jax.numpy as jnp
+
 # Kinds of predict inputs (see Input).
 IMAGE, LABELS, RNG, COUNT = "image", "labels", "rng", "count"
 
@@ -103,6 +106,31 @@ class Predict:
 
   def input_of(self, kind: str) -> Input | None:
     return next((i for i in self.inputs if i.kind == kind), None)
+
+  def per_image(self, config, state, frozen, **inputs) -> Mapping[str, Any]:
+    """`fn` with every input image computed alone, as in a batch of one: a network that normalises
+    with the batch's own statistics (batch norm in train mode, as the reference test scripts run
+    pix2pix) otherwise gives each image an output that depends on its batch neighbours. The image
+    and labels inputs with the first image input's batch size B are mapped over (jax.vmap of
+    batch-of-one calls); other inputs (an rng, one style image for all) are shared. Same layouts as
+    `fn`: "image" (B, ...) or (K, B, ...), extras (B, ...). Predicts without image inputs (generation)
+    call `fn` as it is."""
+    first = self.image_inputs[0].name if self.image_inputs else None
+    b = None if first is None else jnp.shape(inputs[first])[0]
+    if b is None or b == 1:
+      return self.fn(config, state, frozen, **inputs)
+    kinds = {i.name: i.kind for i in self.inputs}
+    mapped = {k: v for k, v in inputs.items() if kinds[k] in (IMAGE, LABELS)
+              and jnp.ndim(v) >= 1 and jnp.shape(v)[0] == b}
+    shared = {k: v for k, v in inputs.items() if k not in mapped}
+
+    def one(sample):
+      return self.fn(config, state, frozen, **shared, **{k: v[None] for k, v in sample.items()})
+
+    out = jax.vmap(one)(mapped)  # each leaf (B, <the fn's output for a batch of one>)
+    # The batch-of-one axis is axis 0 of the fn's output, or axis 1 of a (K, 1, H, W, C) "image".
+    return {k: (jnp.moveaxis(v[:, :, 0], 0, 1) if v.ndim == 6 else v[:, 0])
+            for k, v in out.items()}
 
 
 @dataclasses.dataclass(frozen=True)
