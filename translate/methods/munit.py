@@ -30,7 +30,7 @@ Where we depart from the reference, and why:
     edges2handbags) as two UNPAIRED domains (left and right halves shuffled independently), what the
     reference does after splitting the files beforehand.
 
-Predicts: AtoB / BtoA (one random style per image from a fixed key: `label_acc`, `fid`, `kid`),
+Predicts: AtoB / BtoA (a random style from a fixed key: `label_acc`, `fid`, `kid`),
 random_styles (K styles per input, (K, B, H, W, C)), example_guided (the style of a B image),
 style_interpolation (K steps between two random styles). Metric: `lpips_diversity` (MUNIT's protocol).
 """
@@ -306,7 +306,8 @@ def encode_style(config, state, images, domain: str = "b"):
 
 
 def fixed_styles(config, n, direction):
-  """The styles AtoB/BtoA use: N(0, I) from a fixed key (config.seed), one per batch position."""
+  """The styles AtoB/BtoA use: N(0, I) from a fixed key (config.seed), one per batch position (the
+  engine runs predicts image by image, `Predict.per_image`, so there every image gets the first)."""
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0 if direction == "AtoB" else 1)
   return random_styles(config, key, n)
 
