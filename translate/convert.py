@@ -50,6 +50,9 @@ ARCHS = {
     "stargan_discriminator": "translate.networks.stargan",
     "photo_wct": "translate.networks.photowct",
     "srgan_generator": "translate.networks.srgan", "srgan_discriminator": "translate.networks.srgan",
+    "munit_generator": "translate.networks.munit",
+    "unit_generator": "translate.networks.munit",
+    "munit_discriminator": "translate.networks.munit",
 }
 
 

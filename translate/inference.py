@@ -9,7 +9,8 @@
 frozen networks, and jits each predict once. `run_files` drives ANY method with no per-method code:
 which command-line values a predict takes follows from its declared inputs (`base.Input`): images
 from files (--input, and --style for a second image), labels parsed by the method from --target or
---class text, a random key from --seed, a count from --num. Outputs: one PNG per input image, a grid
+--class text, a random key from --seed, a count from --num (also for count inputs, e.g. styles per
+input). Outputs: one PNG per input image, a grid
 per input image for predicts with several results per input, one grid PNG for predicts without image
 inputs (generation), and the predict's extra outputs (e.g. attention maps) as <name>_<extra>.png.
 The command line is `python -m translate.translate` (translate/translate.py).
@@ -53,15 +54,22 @@ class Predictor:
     if set(inputs) != expected:
       raise ValueError(f"Predict {name!r} of {self.method.name} takes inputs {sorted(expected)}, got "
                        f"{sorted(inputs)}.")
-    if name not in self._jitted:
-      self._jitted[name] = jax.jit(
-          lambda state, frozen, kwargs: spec.per_image(self.config, state, frozen, **kwargs))
+    counts = {i.name: int(inputs[i.name]) for i in spec.inputs if i.kind == base.COUNT}
+    for key, value in counts.items():
+      if value < 1:
+        raise ValueError(f"Predict {name!r}: {key} must be >= 1, got {value}.")
+    jit_key = (name, tuple(sorted(counts.items())))
+    if jit_key not in self._jitted:  # counts are static: one program per value
+      self._jitted[jit_key] = jax.jit(
+          lambda state, frozen, kwargs: spec.per_image(self.config, state, frozen, **kwargs, **counts))
     kwargs = {}
     for i in spec.inputs:
+      if i.kind == base.COUNT:
+        continue
       value = inputs[i.name]
       kwargs[i.name] = (jnp.asarray(value, jnp.float32) if i.kind == base.IMAGE
                         else value if i.kind == base.RNG else jnp.asarray(value))
-    out = self._jitted[name](self.state, self.frozen, kwargs)
+    out = self._jitted[jit_key](self.state, self.frozen, kwargs)
     return {k: np.asarray(v) for k, v in out.items()}
 
   def translate(self, images, direction: str = "AtoB") -> np.ndarray:
@@ -211,6 +219,8 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
   others = dict(labels)
   if spec.input_of(base.RNG):
     others[spec.input_of(base.RNG).name] = jax.random.PRNGKey(seed)
+  if spec.input_of(base.COUNT):
+    others[spec.input_of(base.COUNT).name] = num
 
   if not images_in:  # generation: one grid
     out = predictor.predict(name, **others)["image"]

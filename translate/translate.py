@@ -8,6 +8,8 @@
     python -m translate.translate --workdir=runs/cgan --class=3 --num=64 --output=threes.png
     python -m translate.translate --workdir=runs/x --predict=NAME --input=content.png --style=style.png \
         --output=out/
+    python -m translate.translate --workdir=runs/e2s --predict=random_styles --num_styles=8 \
+        --input=edges/ --output=out/                  # several outputs per input: one grid each
 
 One image or a folder (png/jpg/bmp/webp/tif), sides divisible by 4, grey or RGB (converted to the
 model's channel count); outputs are PNGs with the input's base name. `--predict` names what to compute
@@ -50,14 +52,24 @@ def main(argv=None) -> None:
                       help="generation: images (per class with --class=all); samples per input")
   parser.add_argument("--seed", type=int, default=0, help="noise seed (predicts with random inputs)")
   parser.add_argument("--style", default=None, help="second image for two-image predicts (a style)")
+  parser.add_argument("--num_styles", type=int, default=None,
+                      help="results per input for predicts with a count input (e.g. MUNIT's "
+                           "random_styles); the same value as --num")
+  parser.add_argument("--style_image", default=None, help="the same as --style")
   parser.add_argument("--attention", action="store_true",
                       help="also write the predict's extra outputs (e.g. attention maps)")
   args = parser.parse_args(argv)
   if args.digit is not None and args.target is not None:
     parser.error("give --class or --target, not both")
   target = args.digit if args.digit is not None else args.target
+  if args.num_styles is not None and args.num != 1 and args.num != args.num_styles:
+    parser.error("give --num or --num_styles, not both")
+  if args.style_image is not None and args.style is not None:
+    parser.error("give --style or --style_image, not both")
+  num = args.num_styles if args.num_styles is not None else args.num
+  style = args.style_image if args.style_image is not None else args.style
   written = translate_files(args.workdir, args.input, args.output, args.direction, target,
-                            args.attention, args.predict, args.style, args.num, args.seed)
+                            args.attention, args.predict, style, num, args.seed)
   print(f"Wrote {len(written)} image(s) to {args.output}")
 
 

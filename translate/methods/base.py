@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 
 # Kinds of predict inputs (see Input).
-IMAGE, LABELS, RNG = "image", "labels", "rng"
+IMAGE, LABELS, RNG, COUNT = "image", "labels", "rng", "count"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Input:
   kind "labels": an array that `parse(config, text, count)` makes from the CLI's --target (or --class)
       text; `count` is --num. parse raises ValueError naming the valid values.
   kind "rng": a `jax.random` key from the CLI's --seed.
+  kind "count": a Python int >= 1 from the CLI's --num (e.g. how many styles per input); static: the
+      predict is compiled once per value.
   """
   name: str
   kind: str = IMAGE
@@ -73,9 +75,9 @@ class Input:
   parse: Callable[[Any, str, int], Any] | None = None
 
   def __post_init__(self):
-    if self.kind not in (IMAGE, LABELS, RNG):
+    if self.kind not in (IMAGE, LABELS, RNG, COUNT):
       raise ValueError(f"Input {self.name!r}: unknown kind {self.kind!r}; expected "
-                       f"{IMAGE!r}, {LABELS!r} or {RNG!r}.")
+                       f"{IMAGE!r}, {LABELS!r}, {RNG!r} or {COUNT!r}.")
     if self.kind == LABELS and self.parse is None:
       raise ValueError(f"Input {self.name!r} of kind 'labels' needs a parse function.")
 
