@@ -39,6 +39,9 @@ def make_batch(method: str, config, rng: np.random.Generator, batch_size: int | 
       labels = lay.encode(k, labels[:, lay.offset(k):lay.offset(k) + len(lay.sets[k].names)])
     return {"image": rng.uniform(-1, 1, (n, 32, 32, d.channels)).astype(np.float32),
             "label": labels}
+  if method == "diat":  # images without / with the attribute, data.channels each
+    return {"A": rng.uniform(-1, 1, (n, 32, 32, d.channels)).astype(np.float32),
+            "B": rng.uniform(-1, 1, (n, 32, 32, d.channels)).astype(np.float32)}
   return {"A": rng.uniform(-1, 1, (n, 32, 32, d.input_nc)).astype(np.float32),
           "B": rng.uniform(-1, 1, (n, 32, 32, d.output_nc)).astype(np.float32)}
 
