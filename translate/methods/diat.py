@@ -57,7 +57,8 @@ GROUPS = {"G": ("T", "E"), "D": ("D",)}
 STAGES = ("transform", "enhance")
 IDENTITIES = ("adaptive", "pretrained", "none")
 # T's architecture fields: in the enhancement stage they are read from the stage-1 run.
-T_FIELDS = ("ngf", "n_blocks", "norm", "upsample", "ndf", "n_layers_D", "d_norm")
+T_FIELDS = ("ngf", "n_blocks", "norm", "upsample", "ndf", "n_layers_D", "d_norm", "init_type",
+            "init_gain")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -94,14 +95,15 @@ def check_config(config) -> dict:
     raise ValueError(f"Unknown stage {config.stage!r}; expected one of {STAGES}.")
   if lo.identity not in IDENTITIES:
     raise ValueError(f"Unknown loss.identity {lo.identity!r}; expected one of {IDENTITIES}.")
-  if lo.identity != "none" and len(lo.id_layers) != len(lo.id_weights):
-    raise ValueError(f"loss.id_layers {list(lo.id_layers)} and loss.id_weights "
-                     f"{list(lo.id_weights)} must have one weight per layer.")
+  id_layers, id_weights = identity_layers(config)
+  if lo.identity != "none" and len(id_layers) != len(id_weights):
+    raise ValueError(f"loss.id_layers {list(id_layers)} and loss.id_weights "
+                     f"{list(id_weights)} must have one weight per layer.")
   if lo.identity == "adaptive":
     valid = [f"conv{i + 1}" for i in range(m.n_layers_D)]
-    bad = [n for n in lo.id_layers if n not in valid]
-    if bad or not lo.id_layers:
-      raise ValueError(f"loss.id_layers {list(lo.id_layers)}: DIAT-A uses D's feature maps, "
+    bad = [n for n in id_layers if n not in valid]
+    if bad:
+      raise ValueError(f"loss.id_layers {list(id_layers)}: DIAT-A uses D's feature maps, "
                        f"some of {valid}.")
   for field in ("norm", "d_norm"):
     if m[field] not in ("instance", "none"):
@@ -114,13 +116,13 @@ def check_config(config) -> dict:
     raise ValueError(f"num_train_steps={config.num_train_steps} must be >= 1 (DIAT's runs are in "
                      f"steps).")
   attribute_pairs.check(config.data)
-  derived = {}
+  derived = {"loss.id_layers": tuple(id_layers), "loss.id_weights": tuple(id_weights)}
   if config.stage == "enhance":
     stage1 = _stage1_config(config.init_from)
     if stage1.data.get("attribute") != config.data.attribute:
       raise ValueError(f"init_from={config.init_from!r} was trained for attribute "
                        f"{stage1.data.get('attribute')!r}, not {config.data.attribute!r}.")
-    derived = {f"model.{k}": stage1.model[k] for k in T_FIELDS}
+    derived.update({f"model.{k}": stage1.model[k] for k in T_FIELDS})
   elif config.init_from:
     raise ValueError("init_from is for stage='enhance' (the transform stage starts from scratch).")
   return derived
@@ -149,15 +151,18 @@ def make_optimizers(config, steps_per_epoch: int, total_steps: int) -> dict:
 def _transform_net(config) -> nets_lib.TransformNetwork:
   m = config.model
   return nets_lib.TransformNetwork(out_channels=config.data.channels, ngf=m.ngf, n_blocks=m.n_blocks,
-                                   norm=m.norm, upsample=m.upsample)
+                                   norm=m.norm, upsample=m.upsample, init_type=m.init_type,
+                                   init_gain=m.init_gain)
 
 
 def build_networks(config) -> dict:
   """The trained networks of this stage: {'T', 'D'} or {'E', 'D'}."""
   m = config.model
-  nets = {"D": nets_lib.AttributeDiscriminator(ndf=m.ndf, n_layers=m.n_layers_D, norm=m.d_norm)}
+  init = dict(init_type=m.init_type, init_gain=m.init_gain)
+  nets = {"D": nets_lib.AttributeDiscriminator(ndf=m.ndf, n_layers=m.n_layers_D, norm=m.d_norm,
+                                               **init)}
   if config.stage == "enhance":
-    nets["E"] = nets_lib.EnhancementNetwork(ngf=m.e_ngf, n_layers=m.e_layers, norm=m.norm)
+    nets["E"] = nets_lib.EnhancementNetwork(ngf=m.e_ngf, n_layers=m.e_layers, norm=m.norm, **init)
   else:
     nets["T"] = _transform_net(config)
   return nets
@@ -204,6 +209,20 @@ def create_state(config, rng, optimizers, example_batch, frozen) -> training.Tra
 # ----------------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------------
+# loss.id_layers when it is empty: D's first two conv blocks (DIAT-A), VGG's first two stages (DIAT).
+DEFAULT_ID_LAYERS = {"adaptive": ("conv1", "conv2"), "pretrained": ("relu1_2", "relu2_2"),
+                     "none": ()}
+
+
+def identity_layers(config) -> tuple[tuple[str, ...], tuple[float, ...]]:
+  """(layers, weights) of the identity loss: loss.id_layers / loss.id_weights, or when empty the
+  defaults of loss.identity (DEFAULT_ID_LAYERS) and weight 1 per layer."""
+  lo = config.loss
+  layers_ = tuple(lo.id_layers) or DEFAULT_ID_LAYERS.get(lo.identity, ())
+  weights = tuple(float(w) for w in lo.id_weights) or (1.0,) * len(layers_)
+  return layers_, weights
+
+
 def feature_distance(feats_x: dict, feats_y: dict, layers, weights) -> jax.Array:
   """sum_l w_l * mean over (batch, H, W, C) of (psi_l(x) - psi_l(y))^2: the paper's
   sum_l w_l / (C_l H_l W_l) ||psi_l(x) - psi_l(y)||^2, averaged over the batch."""
@@ -224,7 +243,7 @@ def identity_features(config, frozen, d_params, d_collections, images) -> dict:
                  **jax.lax.stop_gradient(d_collections)}
     _, feats = d.apply(variables, images, train=False, features=True)
     return feats
-  return frozen["f"](images, layers=tuple(lo.id_layers))
+  return frozen["f"](images, layers=identity_layers(config)[0])
 
 
 def identity_loss(config, frozen, d_params, d_collections, x, y) -> jax.Array:
@@ -234,7 +253,7 @@ def identity_loss(config, frozen, d_params, d_collections, x, y) -> jax.Array:
     return jnp.zeros((), jnp.float32)
   fx = jax.lax.stop_gradient(identity_features(config, frozen, d_params, d_collections, x))
   fy = identity_features(config, frozen, d_params, d_collections, y)
-  return feature_distance(fx, fy, lo.id_layers, lo.id_weights)
+  return feature_distance(fx, fy, *identity_layers(config))
 
 
 def transform(config, frozen, g_params, images, train: bool = False):

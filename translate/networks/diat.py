@@ -10,7 +10,8 @@ DIAT has no public code. What the paper's v1 text fixes, and what we chose where
     which the paper builds on, and where the paper is silent we follow that network: 9x9 stride-1 conv
     (ngf), 3x3 stride-2 convs (2 ngf, 4 ngf), residual blocks at 4 ngf, 3x3 stride-2 deconvs
     (`layers.ConvTranspose2d`, padding 1, output padding 1) back to 2 ngf and ngf, 9x9 conv to the
-    image, tanh. Our choices: instance norm (`norm`; Johnson's first version had batch norm; instance
+    image, tanh. Our choices: weights N(0, 0.02) (DCGAN's; `init_type`, `init_gain` as
+    `layers.kernel_init`), instance norm (`norm`; Johnson's first version had batch norm; instance
     norm makes one image's translation independent of its batch), ReLU, reflection padding in the
     residual blocks, zero padding elsewhere. `upsample='nearest'` replaces each deconv by nearest
     upsampling + 3x3 conv (faster on XLA:CPU); the default is the paper's deconv.
@@ -56,6 +57,8 @@ class TransformNetwork(nn.Module):
   n_blocks: int = 5
   norm: str = "instance"
   upsample: str = "deconv"
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -65,7 +68,7 @@ class TransformNetwork(nn.Module):
       raise ValueError(f"TransformNetwork needs H and W divisible by 4 (two stride-2 convs), got "
                        f"{x.shape[1]}x{x.shape[2]}.")
     use_bias = common.conv_bias(self.norm) or self.norm == "none"
-    k_init = layers.kernel_init("normal", 0.02)
+    k_init = layers.kernel_init(self.init_type, self.init_gain)
     y = layers.Conv2d(self.ngf, 9, padding=4, use_bias=use_bias, kernel_init=k_init, name="conv1")(x)
     y = nn.relu(_norm("norm1", self.norm, y, train))
     for i, mult in enumerate((2, 4)):
@@ -73,7 +76,8 @@ class TransformNetwork(nn.Module):
                         kernel_init=k_init, name=f"conv{i + 2}")(y)
       y = nn.relu(_norm(f"norm{i + 2}", self.norm, y, train))
     for i in range(self.n_blocks):
-      y = ResnetBlock(padding_type="reflect", norm=self.norm, name=f"block{i + 1}")(y, train)
+      y = ResnetBlock(padding_type="reflect", norm=self.norm, init_type=self.init_type,
+                      init_gain=self.init_gain, name=f"block{i + 1}")(y, train)
     for i, mult in enumerate((2, 1)):
       if self.upsample == "deconv":
         y = layers.ConvTranspose2d(self.ngf * mult, 3, stride=2, padding=1, output_padding=1,
@@ -93,13 +97,15 @@ class AttributeDiscriminator(nn.Module):
   ndf: int = 64
   n_layers: int = 4
   norm: str = "none"
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False, features: bool = False):
     if x.shape[1] % 2 ** self.n_layers or x.shape[2] % 2 ** self.n_layers:
       raise ValueError(f"AttributeDiscriminator with n_layers={self.n_layers} needs H and W "
                        f"divisible by {2 ** self.n_layers}, got {x.shape[1]}x{x.shape[2]}.")
-    k_init = layers.kernel_init("normal", 0.02)
+    k_init = layers.kernel_init(self.init_type, self.init_gain)
     feats = {}
     y = x
     for i in range(self.n_layers):
@@ -119,10 +125,12 @@ class EnhancementNetwork(nn.Module):
   ngf: int = 32
   n_layers: int = 3
   norm: str = "instance"
+  init_type: str = "normal"
+  init_gain: float = 0.02
 
   @nn.compact
   def __call__(self, t: Array, train: bool = False) -> Array:
-    k_init = layers.kernel_init("normal", 0.02)
+    k_init = layers.kernel_init(self.init_type, self.init_gain)
     y = t
     for i in range(self.n_layers):
       y = layers.Conv2d(self.ngf, 3, padding=1, padding_mode="reflect", kernel_init=k_init,
