@@ -48,6 +48,9 @@ def main(argv=None) -> None:
   parser.add_argument("--stargan", nargs="*", default=[], help="StarGAN workdirs (digits)")
   parser.add_argument("--attribute", default="", help="default: the first DIAT run's attribute")
   parser.add_argument("--json", default="", help="also write the rows to this file")
+  parser.add_argument("--figure", default="", help="also write a PNG: the first --figure_rows test "
+                      "sources, then one column per run")
+  parser.add_argument("--figure_rows", type=int, default=16)
   args = parser.parse_args(argv)
   from translate import inference, workdir as workdirs
   from translate.methods import diat
@@ -66,6 +69,7 @@ def main(argv=None) -> None:
   config.data.attribute = attribute
   images, labels = diat.test_sources(config)
   rows = [{"run": "untranslated sources", **diat.judge(attribute, images, labels)}]
+  columns = {"source": images}
   for wd in args.diat:
     p = inference.Predictor(wd)
     if p.config.data.attribute != attribute:
@@ -74,13 +78,19 @@ def main(argv=None) -> None:
                           for i in range(0, len(images), 100)])
     rows.append({"run": f"DIAT identity={p.config.loss.identity} stage={p.config.stage} "
                         f"step={p.step} ({wd})", **diat.judge(attribute, out, labels)})
+    columns[f"DIAT {p.config.loss.identity} {wd}"] = out
   for wd in args.stargan:
     out, step = stargan_translate(wd, attribute, images)
     rows.append({"run": f"StarGAN step={step} ({wd})", **diat.judge(attribute, out, labels)})
+    columns[f"StarGAN {wd}"] = out
   print(f"attribute {attribute!r}, {len(images)} styled test digits without it\n")
   print("| run | target_acc | label_acc |\n| --- | --- | --- |")
   for r in rows:
     print(f"| {r['run']} | {r['target_acc']:.3f} | {r['label_acc']:.3f} |")
+  if args.figure:
+    from translate import visualize
+    visualize.save_png(visualize.make_grid(columns, max_rows=args.figure_rows), args.figure)
+    print(f"\n{args.figure}: columns " + " | ".join(columns))
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"attribute": attribute, "images": len(images), "rows": rows}, f, indent=2)
