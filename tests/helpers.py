@@ -45,6 +45,9 @@ def make_batch(method: str, config, rng: np.random.Generator, batch_size: int | 
     s = d.crop_size
     return {"A": rng.uniform(-1, 1, (n, s // d.scale, s // d.scale, 3)).astype(np.float32),
             "B": rng.uniform(-1, 1, (n, s, s, 3)).astype(np.float32)}
+  if method == "diat":  # images without / with the attribute, data.channels each
+    return {"A": rng.uniform(-1, 1, (n, 32, 32, d.channels)).astype(np.float32),
+            "B": rng.uniform(-1, 1, (n, 32, 32, d.channels)).astype(np.float32)}
   return {"A": rng.uniform(-1, 1, (n, 32, 32, d.input_nc)).astype(np.float32),
           "B": rng.uniform(-1, 1, (n, 32, 32, d.output_nc)).astype(np.float32)}
 

@@ -83,7 +83,8 @@ def test_tiny_presets_are_small_locked_and_do_not_evaluate(name):
 def test_tiny_alone_is_the_tests_default_data_shrunk():
   defaults = {"cyclegan": "digits", "pix2pix": "folder", "cgan": "mnist", "gan": "mnist",
               "stargan": "digits", "ugatit": "digits", "dtn": "digits", "photowct": "photos",
-              "srresnet": "photos", "srgan": "photos", "munit": "digits", "unit": "digits"}
+              "srresnet": "photos", "srgan": "photos", "munit": "digits", "unit": "digits",
+              "diat": "digits"}
   assert sorted(defaults) == CONFIGS
   for name, preset in defaults.items():
     assert load_config(f"configs/{name}.py", "tiny").to_dict() == load_config(

@@ -125,7 +125,7 @@ def run_on_eight_devices(method: str) -> dict:
 # tests/helpers.py: tiny_config, make_batch). tests.test_method_contract is a toy method whose step
 # uses a frozen pretrained network (a separate, replicated argument of the jitted step).
 @pytest.mark.parametrize("method", ["cyclegan", "pix2pix", "stargan", "cgan", "gan", "ugatit", "dtn",
-                                    "photowct", "srresnet", "srgan", "munit", "unit",
+                                    "photowct", "srresnet", "srgan", "munit", "unit", "diat",
                                     "tests.test_method_contract"])
 def test_eight_devices_equal_one_device(method):
   r = run_on_eight_devices(method)
