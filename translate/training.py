@@ -62,6 +62,23 @@ def adam(schedule: optax.Schedule, b1: float = 0.5, b2: float = 0.999, eps: floa
   return optax.chain(*parts)
 
 
+def final_decay_optimizers(optim_config, total_steps: int, groups=("G", "D")) -> dict:
+  """Adam per group (optim.lr_<group>, else optim.lr; b1, b2), constant, then linear decay to 0 over
+  the last round(total_steps * optim.decay_fraction) steps: a schedule in steps, for methods whose runs
+  are set in steps rather than epochs (DTN, DIAT)."""
+  o = optim_config
+  decay = int(round(total_steps * o.decay_fraction))
+  out = {}
+  for group in groups:
+    lr = o.get(f"lr_{group}", 0.0) or o.lr
+    schedule = optax.constant_schedule(lr)
+    if decay > 0:
+      schedule = optax.join_schedules(
+          [schedule, optax.linear_schedule(lr, 0.0, decay)], [total_steps - decay])
+    out[group] = adam(schedule, o.b1, o.b2)
+  return out
+
+
 def make_optimizers(optim_config, steps_per_epoch: int, groups=("G", "D")) -> dict:
   """One Adam per group from `config.optim` (lr, b1, b2, weight_decay, n_epochs, n_epochs_decay,
   lr_policy; per-group `lr_G`/`lr_D` override `lr` when present and > 0)."""

@@ -46,7 +46,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from translate import losses, pretrained, training
 from translate.data import attribute_pairs
@@ -132,17 +131,7 @@ def make_optimizers(config, steps_per_epoch: int, total_steps: int) -> dict:
   """Adam per group (lr_G / lr_D, else lr; b1, b2): constant, then linear decay to 0 over the last
   `optim.decay_fraction` of `total_steps`."""
   del steps_per_epoch
-  o = config.optim
-  decay = int(round(total_steps * o.decay_fraction))
-  out = {}
-  for group in ("G", "D"):
-    lr = o.get(f"lr_{group}", 0.0) or o.lr
-    schedule = optax.constant_schedule(lr)
-    if decay > 0:
-      schedule = optax.join_schedules(
-          [schedule, optax.linear_schedule(lr, 0.0, decay)], [total_steps - decay])
-    out[group] = training.adam(schedule, o.b1, o.b2)
-  return out
+  return training.final_decay_optimizers(config.optim, total_steps, ("G", "D"))
 
 
 # ----------------------------------------------------------------------------------------------------

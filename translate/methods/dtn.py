@@ -50,7 +50,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from translate import losses, pretrained, training
 from translate.methods import base
@@ -116,18 +115,8 @@ def make_optimizers(config, steps_per_epoch: int, total_steps: int) -> dict:
   """Adam per group (lr_G / lr_D, else lr; b1, b2), constant for the run's first steps, then linear
   decay to 0 over the last `optim.decay_fraction` of `total_steps` (in steps, not epochs: the digit
   runs are shorter than an epoch schedule would assume)."""
-  o = config.optim
-  decay = int(round(total_steps * o.decay_fraction))
-  out = {}
-  for group in GROUPS:
-    lr = o.get(f"lr_{group}", 0.0) or o.lr
-    schedule = optax.constant_schedule(lr)
-    if decay > 0:
-      schedule = optax.join_schedules(
-          [schedule, optax.linear_schedule(lr, 0.0, decay)], [total_steps - decay])
-    out[group] = training.adam(schedule, o.b1, o.b2)
   del steps_per_epoch
-  return out
+  return training.final_decay_optimizers(config.optim, total_steps, GROUPS)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -238,12 +238,13 @@ WEIGHTS = {"adv": "gan_w", "recon_x": "recon_x_w", "recon_s": "recon_s_w", "reco
            "cycrecon_x": "recon_x_cyc_w", "vgg": "vgg_w"}
 
 
-def total(config, terms: dict) -> jax.Array:
-  """The weighted sum of `gen_losses` terms (loss_gen_<kind>_<domain>, weight config.loss[WEIGHTS])."""
+def total(config, terms: dict, weights: dict = WEIGHTS) -> jax.Array:
+  """The weighted sum of generator loss terms named loss_gen_<kind>_<domain>, each weighted by
+  config.loss[weights[kind]] (UNIT passes its own `weights`)."""
   out = 0.0
   for name, value in terms.items():
-    kind = name[len("loss_gen_"):-2]
-    out = out + config.loss[WEIGHTS[kind]] * value
+    kind = name[len("loss_gen_"):].rsplit("_", 1)[0]
+    out = out + config.loss[weights[kind]] * value
   return out
 
 

@@ -99,11 +99,7 @@ WEIGHTS = {"adv": "gan_w", "recon_x": "recon_x_w", "recon_kl": "recon_kl_w", "cy
 
 
 def total(config, terms: dict) -> jax.Array:
-  out = 0.0
-  for name, value in terms.items():
-    kind = name[len("loss_gen_"):].rsplit("_", 1)[0]
-    out = out + config.loss[WEIGHTS[kind]] * value
-  return out
+  return munit.total(config, terms, WEIGHTS)
 
 
 def dis_losses(config, d_params, x_ba, x_a, x_ab, x_b) -> dict:
