@@ -124,6 +124,7 @@ class ImageInfo:
   width: int
   height: int
   mode: str
+  orientation: int = 1  # EXIF orientation tag, 1..8 (1: as stored, also for files without one)
 
 
 def _png_bit_depth(head: bytes) -> int | None:
@@ -186,7 +187,9 @@ def inspect_image(path: str) -> ImageInfo:
         f"`Image.open(p).convert('RGB').save(p)` with PIL or `mogrify -alpha off FILE`.")
   if width < 1 or height < 1:
     raise ImageFileError(f"Image file {path!r} has no pixels ({width}x{height}).")
-  return ImageInfo(path, width, height, mode)
+  with Image.open(io.BytesIO(data)) as image:  # verify() leaves the image unusable: reparse the header
+    orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+  return ImageInfo(path, width, height, mode, orientation if 1 <= orientation <= 8 else 1)
 
 
 # Validation results per (path, file size, modification time): evaluation re-creates the test
@@ -211,33 +214,12 @@ def _inspect_cached(path: str) -> ImageInfo:
   return info
 
 
-_ORIENTATION_CACHE: dict[tuple, int] = {}
-
-
-def _orientation(path: str) -> int:
-  key = _cache_key(path)
-  with _INFO_CACHE_LOCK:
-    value = _ORIENTATION_CACHE.get(key)
-  if value is None:
-    try:
-      with _gfile().GFile(path, "rb") as f, Image.open(f) as image:
-        value = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    except Exception:  # noqa: BLE001 -- unreadable files are reported by inspect_image
-      value = 1
-    value = value if 1 <= value <= 8 else 1
-    with _INFO_CACHE_LOCK:
-      _ORIENTATION_CACHE[key] = value
-  return value
-
-
-def exif_orientations(paths: list[str], num_threads: int = 16) -> list[int]:
+def exif_orientations(paths: list[str]) -> list[int]:
   """The EXIF orientation tag (1..8; 1 = as stored, also for files without one) of each file, which
   the pipeline applies after decoding (`input_pipeline.apply_orientation`) as PIL's
-  `ImageOps.exif_transpose` does: a phone photo stored sideways is read upright."""
-  if len(paths) < 64:
-    return [_orientation(p) for p in paths]
-  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-    return list(pool.map(_orientation, paths))
+  `ImageOps.exif_transpose` does: a phone photo stored sideways is read upright. Read with the
+  validation (`validate_images`, cached), so a folder's files are opened once at start-up."""
+  return [info.orientation for info in validate_images(paths)]
 
 
 def validate_images(paths: list[str], num_threads: int = 16) -> list[ImageInfo]:
