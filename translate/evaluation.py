@@ -40,6 +40,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from translate import parallel
+
 # Defaults of the eval fields that configs written before they existed lack.
 EVAL_DEFAULTS = dict(inception_path="", inception_size=299, kid_subsets=100, kid_subset_size=1000,
                      crop_border=0, max_images=0, batch_size=50)
@@ -90,6 +92,16 @@ def test_pass(config, method, state, direction: str = "AtoB", frozen=None):
   n_target = min(sizes[target] if sizes else np.inf, cap)
   fn = _direction_fn(config, method, direction)
   frozen = frozen or {}
+  mesh = parallel.mesh_of(state)
+
+  def translate(x):
+    """Every process reads the whole test batch; with a mesh of several devices (or processes) each
+    device translates its rows (per_image: padding rows change nothing) and all come back."""
+    if mesh is None or mesh.devices.size == 1:
+      return np.asarray(fn(state, frozen, x))
+    x, n = parallel.split_batch(x, mesh)
+    return parallel.gather_batch(fn(state, frozen, x))[:n]
+
   k = 0
   for batch in ds.as_numpy_iterator():
     if k >= n_source and k >= n_target:
@@ -97,7 +109,7 @@ def test_pass(config, method, state, direction: str = "AtoB", frozen=None):
     n = len(batch[source])
     take_source = int(np.clip(n_source - k, 0, n))
     take_target = int(np.clip(n_target - k, 0, n))
-    fake = np.asarray(fn(state, frozen, batch[source][:take_source])) if take_source else (
+    fake = translate(batch[source][:take_source]) if take_source else (
         np.zeros((0, *batch[target].shape[1:]), np.float32))
     labels = batch.get(f"label_{source}")
     yield View(fake=fake, real=batch[target][:take_target],

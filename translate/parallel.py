@@ -9,6 +9,13 @@ on one device with the same global batch.
 
 Methods never see any of this: they write train steps for a global batch; the engine places data and
 state with the helpers below and jits the step with the shardings returned here.
+
+Several processes (multi-host, `jax.distributed.initialize`): the mesh holds every process's devices,
+process p's in one block, so process p feeds rows [p * L, (p + 1) * L) of each global batch of
+P * L rows (`check_batch_size` verifies it); the data modules give each process exactly those rows of
+one global stream, so P processes train on the same global batches as one. `split_batch` and
+`gather_batch` run evaluation batches over all devices of all processes and bring the results back to
+every process.
 """
 from __future__ import annotations
 
@@ -28,8 +35,15 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
   if num_devices is not None:
     if num_devices > len(devices):
       raise ValueError(f"Asked for {num_devices} devices, only {len(devices)} are present.")
+    if jax.process_count() > 1 and num_devices != len(devices):
+      raise ValueError(f"num_devices={num_devices} with {jax.process_count()} processes: a "
+                       f"multi-process run uses all {len(devices)} devices.")
     devices = devices[:num_devices]
-  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
+  mesh = jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
+  if jax.process_count() > 1:  # each process's devices in one block, in process order (stable sort)
+    ordered = sorted(mesh.devices.flat, key=lambda d: d.process_index)
+    mesh = Mesh(np.array(ordered), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+  return mesh
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -41,12 +55,33 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-  """Returns the per-process batch size; the global batch must split evenly over devices."""
+  """Returns the per-process batch size L; the global batch must split evenly over devices, and this
+  process's devices must hold rows [process_index * L, (process_index + 1) * L) of it (the rows its
+  input pipeline reads)."""
   n_dev = mesh.devices.size
   if global_batch_size % n_dev:
     raise ValueError(f"The global batch size {global_batch_size} is not divisible by the "
                      f"{n_dev} devices; use a multiple of {n_dev} (one share per device).")
-  return global_batch_size // jax.process_count()
+  local = global_batch_size // jax.process_count()
+  rows = process_rows(mesh, global_batch_size)
+  expected = range(jax.process_index() * local, (jax.process_index() + 1) * local)
+  if rows != expected:
+    raise ValueError(f"Process {jax.process_index()}'s devices hold rows {rows} of the global batch, "
+                     f"not {expected}: every process needs the same number of devices.")
+  return local
+
+
+def process_rows(mesh: Mesh, global_batch_size: int) -> range:
+  """Rows of a batch-sharded global batch that live on this process's devices (a range; raises if
+  they are not contiguous)."""
+  index_map = batch_sharded(mesh).addressable_devices_indices_map((global_batch_size,))
+  starts = sorted({(i[0].start or 0, global_batch_size if i[0].stop is None else i[0].stop)
+                   for i in index_map.values()})
+  for (_, stop), (start, _) in zip(starts, starts[1:]):
+    if stop != start:
+      raise ValueError(f"This process's devices hold rows {starts} of the global batch: not one "
+                       f"block, which the input pipeline's per-process rows assume.")
+  return range(starts[0][0], starts[-1][1])
 
 
 def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
@@ -62,16 +97,50 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def to_host(tree: Any) -> Any:
-  """Fetches a (replicated or fully addressable) pytree to numpy."""
-  return jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x)), tree)
+  """Fetches a pytree to numpy on every process: arrays on this process's devices, replicated ones,
+  and arrays split over several processes (gathered from all of them, a collective: every process
+  must call it)."""
+  return jax.tree_util.tree_map(_fetch, tree)
+
+
+def _fetch(x: Any) -> np.ndarray:
+  if (isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated):
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
 
 
 def gather_batch(x: jax.Array) -> np.ndarray:
   """All rows of a batch-sharded array on this host (multi-host safe)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(jax.device_get(x))
+  return _fetch(x)
+
+
+def split_batch(tree: Any, mesh: Mesh) -> tuple[Any, int]:
+  """A host batch that every process holds whole (e.g. a test batch), split over all devices of the
+  mesh: rows padded (repeating the last row) to a multiple of the device count. Returns the global
+  arrays and the number of real rows; cut the results of `gather_batch` to it. Only for computations
+  where each row is independent of the others (the padding rows must not change the real ones)."""
+  leaves = jax.tree_util.tree_leaves(tree)
+  n = len(leaves[0])
+  pad = -n % mesh.devices.size
+  sharding = batch_sharded(mesh)
+
+  def place(x):
+    x = np.asarray(x)
+    if pad:
+      x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree_util.tree_map(place, tree), n
+
+
+def mesh_of(tree: Any) -> Mesh | None:
+  """The mesh the first array of `tree` is placed on with a NamedSharding (None otherwise)."""
+  for leaf in jax.tree_util.tree_leaves(tree):
+    sharding = getattr(leaf, "sharding", None)
+    if isinstance(sharding, NamedSharding):
+      return sharding.mesh
+  return None
 
 
 def is_main_process() -> bool:

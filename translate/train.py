@@ -3,6 +3,12 @@
     python -m translate.train --config=configs/cyclegan.py:horse2zebra --workdir=runs/h2z \
         [--config.model.ngf=32 --config.num_train_steps=1000] [--distributed]
 
+Multi-host (one process per host, the same command on each): `--distributed` alone lets JAX discover
+the cluster (TPU pods, Slurm, Open MPI); `--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I` give it explicitly (any cluster, or N processes on one machine:
+launch/local_processes.sh). Each process reads its own rows of every global batch; the workdir must be
+storage every process can write.
+
 Rerunning with the same --workdir resumes from its latest checkpoint.
 """
 from __future__ import annotations
@@ -23,8 +29,13 @@ def main(argv):
   logging.getLogger().setLevel(logging.INFO)
   # Orbax and clu log every save and every scalar through absl at INFO; the progress line says enough.
   logging.getLogger("absl").setLevel(logging.WARNING)
-  if FLAGS.distributed:  # multi-host: TPU pods and Slurm/MPI GPU clusters are discovered by JAX
-    jax.distributed.initialize()
+  explicit = {name: FLAGS[name].value for name in ("coordinator_address", "num_processes",
+                                                    "process_id") if FLAGS[name].value is not None}
+  if explicit and len(explicit) < 3:
+    raise ValueError(f"--coordinator_address, --num_processes and --process_id go together; got only "
+                     f"{sorted(explicit)}. Give all three, or --distributed alone for auto-discovery.")
+  if FLAGS.distributed or explicit:  # multi-host; without the three flags JAX discovers the cluster
+    jax.distributed.initialize(**explicit)
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
@@ -34,7 +45,13 @@ def _define_flags():
   config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/cyclegan.py:horse2zebra.",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
-  flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs).")
+  flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host runs); "
+                    "TPU pods, Slurm and Open MPI are discovered.")
+  flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0's "
+                      "coordinator (jax.distributed.initialize); implies --distributed.")
+  flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (with "
+                       "--coordinator_address).")
+  flags.DEFINE_integer("process_id", None, "Multi-host: this process's index in [0, num_processes).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -51,11 +51,18 @@ What it does, and where it follows or leaves the PyTorch reference (pytorch-Cycl
     scale_width_and_crop, or load_size > crop_size) we take the centre crop, so evaluation is
     deterministic. Unpaired test pairs are (A[k % nA], B[k % nB]) for k < max(nA, nB), as the
     reference's serial test order.
-  * Both modes are deterministic for a given seed (and process): shuffles are seeded and every
-    random crop/flip is a stateless function of (seed, process, stream, element number), so a resumed
-    run can skip the batches it has already seen (`start_batch` does it without decoding them).
-  * Multi-host: tfds splits are read with `tfds.split_for_jax_process`; folder file lists and the
-    in-memory digits are split by stride (process_index::process_count). `dataset_size` is global.
+  * Both modes are deterministic for a given seed: shuffles are seeded and every random crop/flip is a
+    stateless function of (seed, stream, element number), so a resumed run can skip the batches it
+    has already seen (`start_batch` does it without decoding them).
+  * Multi-host training (train=True, process_count P > 1, `batch_size` L per process): every process
+    builds the same global stream as a single process would (the same shuffled order of all
+    examples, the same crop/flip of each), cut into global batches of P * L, and decodes only its
+    rows [process_index * L, (process_index + 1) * L) of each; so P processes train on exactly the
+    batches of one process with batch P * L (`translate.parallel` puts process p's rows on its
+    devices). Every process lists all the files (or holds the in-memory digits, or reads the tfds
+    split's encoded examples) and skips the others' rows before decoding. The test phase
+    (train=False) splits the examples by stride instead (process_index::process_count; tfds with
+    `tfds.split_for_jax_process`), so each is read by one process. `dataset_size` is global.
   * Files are checked at start-up (`images.validate_images`): a missing or empty folder, a non-image
     file, a corrupt or truncated image, a format TF cannot decode (TIFF, PPM), an alpha channel (RGBA)
     or 16-bit samples each raise `ImageFileError` naming the file and the fix. Images of different sizes are fine when preprocessing gives them one size;
@@ -459,8 +466,28 @@ def prepare(image: tf.Tensor, channels: int, opts: Options) -> tf.Tensor:
 
 
 def _stream_seed(seed: int, process_index: int, stream: str) -> int:
-  """A 31-bit seed for one stream of one process: different streams draw independent crops/flips."""
+  """A 31-bit seed for one stream: different streams draw independent crops/flips. The global
+  training stream of several processes is process 0's (the one-process stream, unchanged)."""
   return zlib.crc32(f"{seed}/{process_index}/{stream}".encode()) & 0x7FFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+  """This process's rows of every global batch: elements i of the global stream with
+  (i // batch_size) % process_count == process_index, i.e. rows [process_index * batch_size,
+  (process_index + 1) * batch_size) of each global batch of process_count * batch_size."""
+  process_index: int
+  process_count: int
+  batch_size: int  # per process
+
+  def select(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Keeps this process's elements of an enumerated dataset of (i, item); nothing is decoded yet."""
+    if self.process_count == 1:
+      return ds
+    pi, pc, size = (tf.constant(v, tf.int64) for v in (self.process_index, self.process_count,
+                                                      self.batch_size))
+    return ds.filter(tf.autograph.experimental.do_not_convert(
+        lambda i, item: tf.equal((i // size) % pc, pi)))
 
 
 def _crop_and_flip(images: list[tf.Tensor], key: tf.Tensor, opts: Options, train: bool) -> list:
@@ -518,8 +545,9 @@ def _index_stream(n: int, train: bool, opts: Options, shuffle_seed: int) -> tf.d
 
 def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool, seed: int,
                      pi: int, length: int | None, skip: int,
-                     hw: tuple[int, int] | None) -> tf.data.Dataset:
-  """Dataset of {key: float image, label_key: int32} for one domain, `length` items (None = forever)."""
+                     hw: tuple[int, int] | None, rows: Rows | None = None) -> tf.data.Dataset:
+  """Dataset of {key: float image, label_key: int32} for one domain, `length` items (None = forever);
+  `skip` elements skipped, then only `rows` kept (multi-host training: the stream is the global one)."""
   stream_seed = _stream_seed(seed, pi, key)
   label_key = f"label_{key}"
 
@@ -566,6 +594,8 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
   if length is not None:
     ds = ds.repeat().take(length)
   ds = ds.enumerate().skip(skip)
+  if rows is not None:
+    ds = rows.select(ds)
 
   @tf.autograph.experimental.do_not_convert  # plain TF ops: skip autograph's slow source conversion
   def transform(i, item):
@@ -579,11 +609,13 @@ def _unpaired_stream(domain, key: str, channels: int, opts: Options, train: bool
 
 
 def _paired_stream(files: _Files, opts: Options, train: bool, seed: int, pi: int, skip: int,
-                   hws: tuple) -> tf.data.Dataset:
+                   hws: tuple, rows: Rows | None = None) -> tf.data.Dataset:
   stream_seed = _stream_seed(seed, pi, "AB")
   paths = tf.constant(files.paths)
   orientations = tf.constant(image_files.exif_orientations(files.paths), tf.int32)
   ds = _index_stream(len(files.paths), train, opts, stream_seed).enumerate().skip(skip)
+  if rows is not None:
+    ds = rows.select(ds)
 
   @tf.autograph.experimental.do_not_convert
   def transform(i, index):
@@ -629,8 +661,10 @@ def create_dataset(data_config: Any, split: str, batch_size: int, *, seed: int =
   """Batches of {'A', 'B'[, 'label_A', 'label_B']} for this process (see the module docstring).
 
   `batch_size` is the per-process batch. train=True: shuffled, repeated, randomly cropped/flipped,
-  full batches only; train=False: the reference's test phase, one pass in order, last batch kept.
-  `start_batch` skips that many batches without decoding them (the stream is otherwise identical to
+  full batches only; with several processes, this process's rows of the global stream's batches
+  (see the module docstring). train=False: the reference's test phase, one pass in order, last batch
+  kept; with several processes, a strided share of the examples. `start_batch` skips that many
+  batches without decoding them (the stream is otherwise identical to
   `create_dataset(...).skip(start_batch)`), for resuming a run.
   """
   opts = options_from_config(data_config)
@@ -638,16 +672,20 @@ def create_dataset(data_config: Any, split: str, batch_size: int, *, seed: int =
     raise ValueError(f"batch_size={batch_size} must be >= 1.")
   pi, pc = _process(process_index, process_count)
   keep_tf_off_accelerators()
-  if not train:
+  rows = None
+  if train:  # one global stream (process 0's seeds, all examples); this process keeps its rows
+    rows, pi, pc = Rows(pi, pc, batch_size), 0, 1
+    skip = int(start_batch) * batch_size * rows.process_count
+  else:
     opts = opts.test_phase()
-  skip = int(start_batch) * batch_size
+    skip = int(start_batch) * batch_size
 
   if opts.paired:
     files = _paired_files(opts, split, pi, pc, validate=True)
     # direction BtoA puts the right half (1) first
     halves = (0, 1) if opts.direction == "AtoB" else (1, 0)
     hws = tuple(_check_sizes(_file_sizes(files, True, half), opts, batch_size) for half in halves)
-    ds = _paired_stream(files, opts, train, seed, pi, skip, hws)
+    ds = _paired_stream(files, opts, train, seed, pi, skip, hws, rows)
   else:
     domains = _unpaired_domains(opts, split, pi, pc, validate=True)
     hws = {}
@@ -665,7 +703,8 @@ def create_dataset(data_config: Any, split: str, batch_size: int, *, seed: int =
     if not train:  # one pass of the reference's serial test order: max(nA, nB) pairs
       length = max(_domain_length(domains["A"]), _domain_length(domains["B"]))
     streams = [
-        _unpaired_stream(domains[key], key, channels, opts, train, seed, pi, length, skip, hws[key])
+        _unpaired_stream(domains[key], key, channels, opts, train, seed, pi, length, skip, hws[key],
+                         rows)
         for key, channels in (("A", opts.input_nc), ("B", opts.output_nc))]
     merge = tf.autograph.experimental.do_not_convert(lambda a, b: {**a, **b})
     ds = tf.data.Dataset.zip(tuple(streams)).map(merge)

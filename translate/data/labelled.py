@@ -22,8 +22,11 @@ labels, zeros for the other source's part and mask e_k. Training batches alterna
 sources (batch j holds source j % 2), as the reference alternates CelebA and RaFD inside an
 iteration. With one source the label is just that source's labels (no mask).
 
-Determinism and resume as in `input_pipeline`: seeded shuffles, flips a stateless function of
-(seed, process, source, element number); `start_batch` skips batches before decoding anything.
+Determinism, resume and processes as in `input_pipeline`: seeded shuffles, flips a stateless function
+of (seed, source, element number); `start_batch` skips batches before decoding anything. Training with
+several processes: each source's stream is the global one (as one process reads it) and each process
+decodes only its rows of every global batch, so P processes see the batches of one; the test phase
+splits the examples by stride.
 """
 from __future__ import annotations
 
@@ -248,8 +251,9 @@ def _centre_crop(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def _stream(source, k: int, data_config, split: str, train: bool, seed: int, pi: int,
-            skip: int) -> tf.data.Dataset:
-  """Unbatched {'image', 'label'} of one source (forever when training), `skip` elements skipped."""
+            skip: int, rows: input_pipeline.Rows | None = None) -> tf.data.Dataset:
+  """Unbatched {'image', 'label'} of one source (forever when training), `skip` elements skipped,
+  then only `rows` kept (multi-host training: the source is whole, pi 0, the stream global)."""
   channels = int(_get(data_config, "channels"))
   size = int(_get(data_config, "image_size"))
   shuffle = train and not bool(_get(data_config, "serial_batches"))
@@ -290,6 +294,8 @@ def _stream(source, k: int, data_config, split: str, train: bool, seed: int, pi:
       images = tf.constant(source.images)
       ds = ds.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
   ds = ds.enumerate().skip(skip)
+  if rows is not None:
+    ds = rows.select(ds)
   encoded = not isinstance(source, _Arrays)
 
   @tf.autograph.experimental.do_not_convert
@@ -345,8 +351,9 @@ def create_dataset(data_config: Any, split: str, batch_size: int, *, seed: int =
                    process_count: int | None = None, start_batch: int = 0) -> tf.data.Dataset:
   """Batches of {'image', 'label'} (see the module docstring); `batch_size` is per process.
 
-  train=True: shuffled, repeated, flipped, full batches, sources alternating batch by batch.
-  train=False: one pass in order (source 0 then source 1), no flip, last batch kept.
+  train=True: shuffled, repeated, flipped, full batches, sources alternating batch by batch; with
+  several processes, this process's rows of the global stream's batches. train=False: one pass in
+  order (source 0 then source 1), no flip, last batch kept; with several processes, a strided share.
   """
   if batch_size < 1:
     raise ValueError(f"batch_size={batch_size} must be >= 1.")
@@ -357,12 +364,16 @@ def create_dataset(data_config: Any, split: str, batch_size: int, *, seed: int =
     raise ValueError(f"data.channels={channels}; the input pipeline reads 3 (RGB) or 1 (grey).")
   layout = label_layout(data_config)
   num = len(layout.sets)
+  rows, skip_size = None, batch_size
+  if train:  # one global stream (process 0's seeds, all examples); this process keeps its rows
+    rows, pi, pc = input_pipeline.Rows(pi, pc, batch_size), 0, 1
+    skip_size = batch_size * rows.process_count
   streams = []
   for k in range(num):
     source = _source(data_config, layout, k, split, pi, pc)
     # Batches of source k among the first `start_batch`: j < start_batch with j % num == k.
     skip_batches = max(0, -(-(int(start_batch) - k) // num)) if train else int(start_batch)
-    ds = _stream(source, k, data_config, split, train, seed, pi, skip_batches * batch_size)
+    ds = _stream(source, k, data_config, split, train, seed, pi, skip_batches * skip_size, rows)
     streams.append(_finish_labels(ds, layout, k).batch(batch_size, drop_remainder=train))
   if num == 1:
     ds = streams[0]
