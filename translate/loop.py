@@ -189,7 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         process_index=jax.process_index(), process_count=jax.process_count(),
         start_batch=start_batch)
 
-  example = _example_batch(train_dataset(), method.input_keys)
+  first_dataset = train_dataset()
+  example = _example_batch(first_dataset, method.input_keys)
   meta = {"method": config.method, "model": config.model.to_dict(),
           "image_shapes": {k: list(v.shape[1:]) for k, v in example.items()}}
   # What fixes the learning-rate schedule and the data position (batch b of step s is the stream's
@@ -214,6 +215,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       .take(1).as_numpy_iterator()))
   sample_fn = make_sample_fn(config, method)
   train_step = make_train_step(config, method, mesh, optimizers)
+  if start_step < total_steps:  # several processes: all compile before any step runs
+    train_step = parallel.compile_everywhere(train_step, state, parallel.global_batch_spec(
+        first_dataset.element_spec, config.batch_size, mesh), frozen, name="train_step")
   # The stream is deterministic for a seed, so a resumed run skips the batches it already used.
   batches = train_dataset(start_step).as_numpy_iterator()
 

@@ -145,3 +145,37 @@ def mesh_of(tree: Any) -> Mesh | None:
 
 def is_main_process() -> bool:
   return jax.process_index() == 0
+
+
+_barriers = 0
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+  """Waits until every process gets here (the distributed runtime's coordination service, not a
+  device collective); nothing with one process. Every process must call it in the same order."""
+  global _barriers
+  if jax.process_count() == 1:
+    return
+  import orbax.checkpoint as ocp
+  _barriers += 1
+  ocp.multihost.sync_global_processes(f"translate_{name}_{_barriers}", timeout=timeout_s,
+                                      processes=set(range(jax.process_count())))
+
+
+def compile_everywhere(jitted, *args, name: str = "compiled") -> Any:
+  """`jitted` compiled for `args` (arrays or ShapeDtypeStructs with shardings) on every process, then a
+  barrier. With several processes the first cross-process collective must not wait long for a peer
+  that is still compiling (CPU's gloo collectives give up after 30 s). One process: `jitted` itself."""
+  if jax.process_count() == 1:
+    return jitted
+  compiled = jitted.lower(*args).compile()
+  barrier(name)
+  return compiled
+
+
+def global_batch_spec(local_spec: dict, global_batch_size: int, mesh: Mesh) -> dict:
+  """ShapeDtypeStructs of global batches, batch-sharded over `mesh`, from a per-process dataset's
+  element_spec (TensorSpecs of (L, ...) batches)."""
+  sharding = batch_sharded(mesh)
+  return {k: jax.ShapeDtypeStruct((global_batch_size, *v.shape[1:]), v.dtype.as_numpy_dtype,
+                                  sharding=sharding) for k, v in local_spec.items()}
