@@ -130,8 +130,7 @@ else:  # role "pair": process 0 or 1 of 2; the first run goes through the comman
   adjust(flags.FLAGS.config, 3)
   train.main(["train"])
   import jax
-  from jax.experimental import multihost_utils
-  from translate import loop
+  from translate import loop, parallel
   assert (jax.process_count(), jax.process_index(), jax.local_device_count()) == (2, pid, 4)
   loop.train_and_evaluate(tiny("stargan", 2), str(base / "s2"))
   note("pair trained")
@@ -139,7 +138,7 @@ else:  # role "pair": process 0 or 1 of 2; the first run goes through the comman
     mark("pair_2")
     wait_for("single_2")  # 2 processes resume what 1 process wrote
     copy_step_2("c1", "c1_then_2")
-  multihost_utils.sync_global_devices("copied")
+  parallel.barrier("copied")  # the coordination service: process 1 waits without spinning
   loop.train_and_evaluate(tiny("cyclegan", 3), str(base / "c1_then_2"))
   note("pair resumed")
   if pid == 0:

@@ -25,7 +25,10 @@ in a single pass over the test split, so FID and KID share one Inception forward
                 Paired data only.
 For unpaired data the test pass pairs A[k % nA] with B[k % nB] for k < max(nA, nB); each image counts
 once here (translations of the first nA, real images of the first nB), since a repeated real image
-would bias KID. `eval.max_images` caps both.
+would bias KID. `eval.max_images` caps both. With several devices or processes (a multi-host run),
+every process reads the whole test split, each device translates its share of every batch, and the
+translations are gathered to every process, which then computes the same metrics (process 0 writes
+them).
 The target-domain accuracy of StarGAN is `translate.metrics.base.target_accuracy` (classifier callable,
 target labels): a method registers it through `Method.metrics`.
 """
