@@ -1,18 +1,22 @@
 """Multi-host training on JAX's own distributed runtime, on one machine.
 
 Two processes x 4 CPU devices (`jax.distributed.initialize` with a local coordinator, gloo collectives)
-train CycleGAN and StarGAN `tiny` for 2 steps, each process reading only its rows of every global batch;
-one process x 8 devices trains the same runs with the same global batch of 8. The states must agree as
-closely as tests/test_parallel.py's 8-device == 1-device test asks (same rule), so must the sample grids
-and CycleGAN's evaluation (translated on both processes' devices and gathered). CycleGAN trains on to
-step 3 on each side; each side also resumes a copy of the other's step-2 checkpoint for its step 3
-(2 processes restore 1 process's checkpoint and the reverse), which must agree with the other side's
-straight step 3 by the same rule: the checkpoint and the data position carry across process counts.
-(Chaining two runs of different process counts is not compared: the noise-driven "dead" biases before
-instance norms differ between layouts, and in float32 that moves the next gradients by up to ~0.3%.)
+against one process x 8 devices, the same global batch of 8, each of the two processes reading only its
+rows of every global batch; the states must agree as closely as tests/test_parallel.py's 8-device ==
+1-device test asks (the same rule):
+  * StarGAN `tiny` from initialisation (the pair's run goes through the command line's flags);
+  * CycleGAN `tiny` from a step-2 checkpoint written by one process, resumed by the two processes to
+    step 3, against the one process's straight run to step 3; CycleGAN's evaluation (test images
+    translated on both processes' devices and gathered) and sample grid must match too;
+  * StarGAN from the pair's step-2 checkpoint, resumed by one process to step 3, against the pair's
+    straight run: checkpoints and the data position carry across process counts both ways.
+(Runs that chain two layouts are not compared with straight ones: the noise-driven "dead" biases
+before instance norms differ between layouts, and in float32 that moves later gradients by up to ~0.3%.)
 
-The three processes run at once (one driver script per role, each doing all its runs, so jax and
-TensorFlow are imported once per process); they wait for each other's step-2 checkpoints through files.
+The three processes run at once (one driver per role doing all its runs, so jax and TensorFlow are
+imported once per process) and wait for each other's step-2 checkpoints through files. Process 1 of a
+CPU pair cannot use the persistent compilation cache (jax writes it from process 0 only, and process 1's
+keys differ), so it compiles every program: the reason this test trains no more runs than it needs.
 The launchers of launch/ are checked by their dry runs (the commands they would execute).
 """
 import json
@@ -41,10 +45,10 @@ def note(what):
   logging.info("TIMING %s: %.1f s wall, %.1f s cpu", what, time.time() - T0, cpu.ru_utime + cpu.ru_stime)
 
 def adjust(config, steps):
-  # batch 8 = the 8 devices; checkpoints at step 2 and at the end, samples at the end; CycleGAN
-  # evaluates label_acc on 16 test images at the end
+  # batch 8 = the 8 devices; checkpoints and sample grids at step 2 and at the end; CycleGAN evaluates
+  # label_acc on 16 test images at the end
   config.batch_size, config.num_train_steps = 8, steps
-  config.sample_every, config.checkpoint_every = 100, 2
+  config.sample_every = config.checkpoint_every = 2
   if config.method == "cyclegan":
     config.eval.batch_size, config.eval.max_images, config.eval.metrics = 8, 16, ("label_acc",)
   return config
@@ -64,22 +68,25 @@ def mark(name):
   (base / name).write_text("done")
 
 def copy_step_2(source, target):
-  # the other side's run as it was at its step-2 checkpoint (its step 3 left out)
-  shutil.copytree(base / source, base / target,
-                  ignore=lambda d, names: ["3"] if d.endswith("checkpoints") else [])
+  # the other side's run as it was at its step-2 checkpoint (its later steps left out)
+  def ignore(folder, names):
+    if folder.endswith("checkpoints"):
+      return [n for n in names if n.isdigit() and n != "2"]
+    return [n for n in names if n in ("eval.json", "samples") or n.startswith("events.")]
+  shutil.copytree(base / source, base / target, ignore=ignore)
 
 if role == "single":
   from translate import loop
   results = loop.train_and_evaluate(tiny("cyclegan", 3), str(base / "c1"))
   (base / "single_eval.json").write_text(json.dumps(results))
+  mark("single_c1")
   loop.train_and_evaluate(tiny("stargan", 2), str(base / "s1"))
-  mark("single_2")
   note("single trained")
-  wait_for("pair_2")  # 1 process resumes what 2 processes wrote
-  copy_step_2("c2", "c2_then_1")
-  loop.train_and_evaluate(tiny("cyclegan", 3), str(base / "c2_then_1"))
+  wait_for("pair_s2")  # 1 process resumes what 2 processes wrote
+  copy_step_2("s2", "s2_then_1")
+  loop.train_and_evaluate(tiny("stargan", 3), str(base / "s2_then_1"))
   note("single resumed")
-  wait_for("pair_3")
+  wait_for("pair_done")
   import jax
   from translate import parallel, workdir
   def compare(ref_dir, other_dir, step):
@@ -112,12 +119,12 @@ if role == "single":
   from PIL import Image
   grid = lambda d, step: np.asarray(Image.open(base / d / "samples" / f"step_{step:08d}.png"), np.int32)
   result = {
-      "cyclegan": compare("c1", "c2", 2), "stargan": compare("s1", "s2", 2),
-      "restored_2_to_1": compare("c2", "c2_then_1", 3), "restored_1_to_2": compare("c1", "c1_then_2", 3),
-      "grid_diff": {"cyclegan": int(np.abs(grid("c1", 3) - grid("c2", 3)).max()),
+      "stargan": compare("s1", "s2", 2),
+      "restored_2_to_1": compare("s2", "s2_then_1", 3), "restored_1_to_2": compare("c1", "c1_then_2", 3),
+      "grid_diff": {"cyclegan": int(np.abs(grid("c1", 3) - grid("c1_then_2", 3)).max()),
                     "stargan": int(np.abs(grid("s1", 2) - grid("s2", 2)).max())},
-      "grid_shape": list(grid("c2", 3).shape),
-      "eval": {"single": results, "pair": json.loads((base / "c2" / "eval.json").read_text())}}
+      "grid_shape": list(grid("c1_then_2", 3).shape),
+      "eval": {"single": results, "pair": json.loads((base / "c1_then_2" / "eval.json").read_text())}}
   note("single compared")
   print("RESULT" + json.dumps(result))
 else:  # role "pair": process 0 or 1 of 2; the first run goes through the command line's main
@@ -125,24 +132,23 @@ else:  # role "pair": process 0 or 1 of 2; the first run goes through the comman
   from absl import flags
   from translate import train
   train._define_flags()
-  flags.FLAGS(["train", f"--config={REPO}/configs/cyclegan.py:tiny", f"--workdir={base / 'c2'}",
+  flags.FLAGS(["train", f"--config={REPO}/configs/stargan.py:tiny", f"--workdir={base / 's2'}",
                f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={pid}"])
   adjust(flags.FLAGS.config, 3)
   train.main(["train"])
   import jax
   from translate import loop, parallel
   assert (jax.process_count(), jax.process_index(), jax.local_device_count()) == (2, pid, 4)
-  loop.train_and_evaluate(tiny("stargan", 2), str(base / "s2"))
   note("pair trained")
   if pid == 0:
-    mark("pair_2")
-    wait_for("single_2")  # 2 processes resume what 1 process wrote
+    mark("pair_s2")
+    wait_for("single_c1")  # 2 processes resume what 1 process wrote
     copy_step_2("c1", "c1_then_2")
   parallel.barrier("copied")  # the coordination service: process 1 waits without spinning
   loop.train_and_evaluate(tiny("cyclegan", 3), str(base / "c1_then_2"))
   note("pair resumed")
   if pid == 0:
-    mark("pair_3")
+    mark("pair_done")
 """
 
 
@@ -181,16 +187,15 @@ def runs(tmp_path_factory):
 
 def test_two_processes_equal_one_process_and_checkpoints_cross(runs):
   runs, base = runs
-  for key in ("cyclegan", "stargan", "restored_2_to_1", "restored_1_to_2"):
+  for key in ("stargan", "restored_2_to_1", "restored_1_to_2"):
     r = runs[key]
     # test_parallel's tolerance: parameters, norm statistics, pools and Adam moments to 1e-5
     assert r["max_diff"] <= 1e-5, (key, r)
     assert all(name.endswith("['bias']") for name in r["dead"]), (key, r["dead"])
     assert r["partly_dead"] <= 0.002 * r["num_params"], (key, r)
-  assert runs["cyclegan"]["step"] == runs["stargan"]["step"] == [2, 2]
-  # step 3 from the other process count's step-2 checkpoint equals the straight run's step 3
+  assert runs["stargan"]["step"] == [2, 2]
   assert runs["restored_2_to_1"]["step"] == runs["restored_1_to_2"]["step"] == [3, 3]
-  for role, workdir in (("pair0", "c1_then_2"), ("single", "c2_then_1")):
+  for role, workdir in (("pair0", "c1_then_2"), ("single", "s2_then_1")):
     log = (base / f"{role}.log").read_text()
     assert f"Restored checkpoint of step 2 from {base / workdir / 'checkpoints'}" in log, role
   # sample grids (process 0 writes what all processes computed) and the evaluation (test images
@@ -198,7 +203,7 @@ def test_two_processes_equal_one_process_and_checkpoints_cross(runs):
   assert runs["grid_shape"][0] > 0 and max(runs["grid_diff"].values()) <= 1, runs["grid_diff"]
   single, pair = runs["eval"]["single"], runs["eval"]["pair"]
   assert [e["step"] for e in pair] == [3] and set(single) == {"label_acc"}
-  assert pair[0]["label_acc"] == pytest.approx(single["label_acc"], abs=1e-6)
+  assert pair[-1]["label_acc"] == pytest.approx(single["label_acc"], abs=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------
