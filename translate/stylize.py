@@ -26,8 +26,14 @@ import os
 import sys
 import time
 
-import numpy as np
-from PIL import Image
+if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
+  from translate import cli
+  cli.quiet_native_logs()
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from translate import cli  # noqa: E402
 
 SMOOTHINGS = ("matting", "guided", "none")
 MAX_SIZE = 960  # the reference's memory_limit_image_resize MAXSIZE
@@ -154,13 +160,13 @@ def main(argv=None) -> None:
   parser.add_argument("--gif_radius", type=int, default=35)
   parser.add_argument("--gif_eps", type=float, default=None,
                       help="guided-filter eps in [0, 1] units (default 1e-3 / 255^2, the reference's)")
+  cli.add_verbose_argument(parser)
   args = parser.parse_args(argv)
-  try:
+  cli.setup_logging(args.verbose)
+  with cli.errors_as_messages(args.verbose):
     stylize_files(args.workdir, args.content, args.style, args.output, args.content_seg,
                   args.style_seg, args.smoothing, args.size_cap, args.beta, args.matting_solver,
                   args.cg_tol, args.gif_radius, args.gif_eps)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
