@@ -328,7 +328,8 @@ def _check_sizes(named_sizes: list[tuple[str, tuple[int, int]]], opts: Options,
 def _file_sizes(files: _Files, paired: bool, half: int = 0) -> list[tuple[str, tuple[int, int]]]:
   out = []
   for info in files.infos or ():
-    size = (info.width, info.height)
+    # the size the pipeline sees: after the EXIF orientation (5-8 turn the image by 90 degrees)
+    size = (info.height, info.width) if info.orientation >= 5 else (info.width, info.height)
     if paired:
       size = image_files.paired_halves_size(*size)[half]
     out.append((repr(info.path), size))
