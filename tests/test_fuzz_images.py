@@ -552,3 +552,19 @@ def test_training_stops_at_start_up_naming_the_bad_file_and_skips_it_on_request(
     assert input_pipeline.dataset_size(config.data, "train") == 2  # the bad file is not counted
   assert any("trainA/2.png" in r.getMessage() and "skip_bad_images" in r.getMessage()
              for r in caplog.records)
+
+
+def test_fault_rotated_image_keeps_its_upright_shape_in_the_pipeline(tmp_path):
+  # Stored 12 wide x 8 high with EXIF orientation 6 (upright: 8 x 12): the pipeline declared the
+  # stored shape as the static shape and TF failed mid-pipeline ("expected [?,8,12,3] but got
+  # [1,12,8,3]"); found by the folder fuzzing.
+  for sub in ("trainA", "trainB"):
+    (tmp_path / sub).mkdir()
+  path = tmp_path / "trainA" / "phone.jpg"
+  path.write_bytes(encode("JPEG", "RGB", 12, 8, 0, orientation=6))
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "trainB" / "b.png")
+  ds = input_pipeline.create_dataset(folder_config(str(tmp_path), 3, skip=False), "train", 1,
+                                     train=False)
+  (batch,) = list(ds.as_numpy_iterator())
+  assert batch["A"].shape == (1, 12, 8, 3)
+  np.testing.assert_array_equal(batch["A"][0], as_float(pil_upright_rgb(str(path))))

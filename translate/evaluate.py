@@ -4,13 +4,13 @@
     python -m translate.evaluate --workdir=runs/digits                # the config's eval.metrics
 
 Loads the config and the latest (or --step) checkpoint of a training workdir, computes the metrics and
-writes `evaluation.json` and `evaluation.md` (a table) into the workdir.
+writes `evaluation.json` and `evaluation.md` (a table) into the workdir. --verbose also shows the
+libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
   from translate import cli

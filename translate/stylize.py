@@ -18,12 +18,12 @@ Images of any size are processed whole; --size_cap applies the reference's cap (
 side exceeds 960 px are shrunk so the longer side is 960 px, stylized, then resized back; smoothing runs
 at the content's full size). Prints the time of each step. The output is the smoothed image in
 [0, 1] written as an 8-bit PNG (values truncated as the reference's np.uint8(clip(x * 255)) does).
+--verbose also shows the libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)

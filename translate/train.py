@@ -8,7 +8,7 @@ results and warnings; --verbose also shows the libraries' INFO logs (orbax, absl
 """
 from __future__ import annotations
 
-import sys
+import logging
 
 if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
   from translate import cli
@@ -30,8 +30,11 @@ def main(argv):
   cli.setup_logging(FLAGS.verbose)
   if FLAGS.distributed:  # multi-host: TPU pods and Slurm/MPI GPU clusters are discovered by JAX
     jax.distributed.initialize()
+  logging.info("Workdir %s: checkpoints, sample grids, TensorBoard logs.", FLAGS.workdir)
   with cli.errors_as_messages(FLAGS.verbose):
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info("Done: the trained run is in %s (python -m translate.translate --workdir=...).",
+               FLAGS.workdir)
 
 
 def _define_flags():

@@ -17,12 +17,13 @@ model's channel count); outputs are PNGs with the input's base name. `--predict`
 labels, --direction the predict of that name, else the method's default. --attention also writes the
 predict's extra outputs (e.g. U-GAT-IT's attention map) as <name>_<extra>.png. Generation (no --input)
 writes one grid: --num images of --class (or a row per class for --class=all). The library is
-`translate.inference` (`Predictor(workdir).translate(images, direction)`).
+`translate.inference` (`Predictor(workdir).translate(images, direction)`). Every input is checked
+before anything is written (a bad file: one line naming it, exit status 1); hidden files (.DS_Store,
+._x.png) are ignored. --verbose also shows the libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 
 if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
   from translate import cli

@@ -8,13 +8,13 @@ output is `scale` times larger in each side, a PNG with the input's base name. I
 --tile LR pixels in a side are upscaled in --tile x --tile tiles, each read with --overlap pixels of
 context on every side (default: the generator's receptive radius, so the result equals the untiled
 one; `translate.methods.srresnet.upscale`). --tile=0 upscales whole images (needs the memory for it).
-The library: `Predictor(workdir).translate(lr_images)` (`translate.inference`).
+The library: `Predictor(workdir).translate(lr_images)` (`translate.inference`). --verbose also shows
+the libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
   from translate import cli
