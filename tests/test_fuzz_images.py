@@ -33,18 +33,22 @@ FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=True,
                                        HealthCheck.function_scoped_fixture])
 
 # The modes PIL writes in each format ("P+trns": a palette with a transparent index; "RGB;16": a
-# 16-bit RGB PNG, written by hand since PIL does not write one).
+# 16-bit RGB PNG, "RGB;adam7" an interlaced one, both written by hand since PIL writes neither;
+# "RGB;progressive" a progressive JPEG, "RGB;444" one without chroma subsampling; "P;animated" a
+# 2-frame GIF, read as its first frame).
 WRITES = {
-    "PNG": ("1", "L", "LA", "P", "P+trns", "RGB", "RGBA", "I;16", "RGB;16"),
-    "JPEG": ("L", "RGB", "CMYK"),
+    "PNG": ("1", "L", "LA", "P", "P+trns", "RGB", "RGBA", "I;16", "RGB;16", "RGB;adam7"),
+    "JPEG": ("L", "RGB", "CMYK", "RGB;progressive", "RGB;444"),
     "BMP": ("1", "L", "P", "RGB", "RGBA"),
-    "GIF": ("L", "P", "P+trns", "RGB"),
+    "GIF": ("L", "P", "P+trns", "RGB", "P;animated"),
     "WEBP": ("RGB", "RGBA"),
     "TIFF": ("L", "RGB"),
 }
 EXTENSION = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "GIF": ".gif", "WEBP": ".webp",
              "TIFF": ".tif"}
 EXIF_FORMATS = ("PNG", "JPEG", "WEBP")
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2))
 _ALPHA_OR_DEEP = ("LA", "RGBA", "I;16", "RGB;16")
 
 
@@ -52,9 +56,10 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
   return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_bytes(width: int, height: int, colour: int, bits: int, raw: bytes) -> bytes:
+def png_bytes(width: int, height: int, colour: int, bits: int, raw: bytes,
+              interlace: int = 0) -> bytes:
   """A PNG with valid chunk checksums around `raw` (filtered rows, zlib-compressed here)."""
-  ihdr = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)
+  ihdr = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, interlace)
   return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw))
           + _png_chunk(b"IEND", b""))
 
@@ -67,6 +72,18 @@ def encode(fmt: str, mode: str, width: int, height: int, seed: int, orientation:
     rows = rng.integers(0, 256, (height, width * 6), dtype=np.uint8)
     raw = b"".join(b"\x00" + row.tobytes() for row in rows)
     return png_bytes(width, height, 2, 16, raw)
+  if mode == "RGB;adam7":  # Adam7's 7 passes of unfiltered rows
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in ADAM7
+                   for row in rgb[y0::dy, x0::dx] if row.size)
+    return png_bytes(width, height, 2, 8, raw, interlace=1)
+  kwargs = {}
+  if mode == "RGB;progressive":
+    mode, kwargs = "RGB", {"progressive": True}
+  elif mode == "RGB;444":
+    mode, kwargs = "RGB", {"subsampling": 0}
+  elif mode == "P;animated":
+    second = Image.fromarray(255 - rgb).convert("P")
+    mode, kwargs = "P", {"save_all": True, "append_images": [second], "duration": 100}
   if mode == "I;16":
     image = Image.fromarray(rng.integers(0, 65536, (height, width)).astype(np.uint16))
   elif mode == "RGBA":
@@ -76,7 +93,8 @@ def encode(fmt: str, mode: str, width: int, height: int, seed: int, orientation:
     image = Image.fromarray(rgb).convert("P")
   else:
     image = Image.fromarray(rgb).convert(mode)
-  kwargs = {"transparency": 0} if mode == "P+trns" else {}
+  if mode == "P+trns":
+    kwargs["transparency"] = 0
   if fmt == "JPEG":
     kwargs["quality"] = 90
   if fmt == "WEBP":
@@ -125,7 +143,7 @@ def image_files_(draw):
   fmt = draw(st.sampled_from(sorted(WRITES)))
   mode = draw(st.sampled_from(WRITES[fmt]))
   width, height = draw(sizes), draw(sizes)
-  orientation = draw(st.integers(1, 8)) if fmt in EXIF_FORMATS and mode != "RGB;16" else 1
+  orientation = draw(st.integers(1, 8)) if fmt in EXIF_FORMATS and ";" not in mode else 1
   data = encode(fmt, mode, width, height, draw(st.integers(0, 2**16)), orientation)
   expect = "read" if should_read(fmt, mode, data) else "error"
   damage = draw(st.sampled_from(["none"] * 4 + ["truncated", "zero", "text", "bomb_header",
@@ -143,7 +161,8 @@ def image_files_(draw):
   elif damage == "short_pixels":  # intact chunks, fewer rows than the header says
     rows = draw(st.integers(0, max(0, height - 1)))
     raw = b"".join(b"\x00" + bytes(width) for _ in range(rows))
-    data, fmt, expect = png_bytes(width, height, 0, 8, raw), "PNG", "error"
+    data = png_bytes(width, height, 0, 8, raw, interlace=int(draw(st.booleans())))
+    fmt, expect = "PNG", "error"
   extension = EXTENSION[fmt]
   naming = draw(st.sampled_from(["right", "right", "upper", "wrong"]))
   if naming == "upper":
@@ -568,3 +587,19 @@ def test_fault_rotated_image_keeps_its_upright_shape_in_the_pipeline(tmp_path):
   (batch,) = list(ds.as_numpy_iterator())
   assert batch["A"].shape == (1, 12, 8, 3)
   np.testing.assert_array_equal(batch["A"][0], as_float(pil_upright_rgb(str(path))))
+
+
+def test_fault_truncated_gif_and_png_end_that_pil_reads_and_tf_refuses(tmp_path):
+  # A GIF missing its last 2 bytes (block terminator, trailer): PIL decodes it, TF's giflib refuses
+  # it ("failed to slurp gif file"), mid-epoch. A PNG missing 2 bytes of its IEND checksum: PIL's
+  # verify passes it, libpng refuses it. Both found by the fuzzing; refused at start-up now.
+  gif = encode("GIF", "P", 4, 4, 0)
+  png = png_bytes(2, 2, 0, 8, b"\x00\x00\x00" * 2)
+  for name, data, message in (("cut.gif", gif[:-2], "corrupt or truncated"),
+                              ("cut.png", png[:-2], r"truncated \(its 'IEND' chunk is cut short")):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with Image.open(path) as image:  # what PIL alone let through
+      image.load() if name.endswith(".gif") else image.verify()
+    with pytest.raises(image_files.ImageFileError, match=rf"{name}.*{message}"):
+      image_files.inspect_image(str(path))

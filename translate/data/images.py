@@ -10,7 +10,7 @@ mode and bit depth, for JPEGs a look at the end-of-image marker (a JPEG without 
 likely truncated, is fully decoded once to be sure), for PNGs a count of the decompressed pixel data
 (a PNG whose chunks are intact but whose data holds fewer rows than its header claims: PIL reads it
 with the missing rows black, TF refuses it), and GIF, BMP and WebP files (which `verify` does not
-check) are decoded once. A folder of thousands of images is checked in seconds, on every process,
+check) are decoded once by PIL and once by TF (PIL reads some truncated GIFs that TF refuses). A folder of thousands of images is checked in seconds, on every process,
 before training starts, so a bad file stops the run at once with its path in the message instead of
 deep inside an epoch; with `data.skip_bad_images` the bad files are left out with a warning that
 names each (`validate_images(..., skip_bad=True)`).
@@ -183,10 +183,12 @@ def _png_scan(data: bytes) -> tuple[str | None, bool]:
                  for x0, y0, dx, dy in _ADAM7)
   else:
     needed = size(width, height)
-  inflate, got, pos, exif_like = zlib.decompressobj(), 0, 8, False
+  inflate, got, pos, exif_like, ended = zlib.decompressobj(), 0, 8, False, False
   while pos + 8 <= len(data):
     length = int.from_bytes(data[pos:pos + 4], "big")
     kind = data[pos + 4:pos + 8]
+    if pos + 12 + length > len(data):  # (PIL's verify lets a cut IEND checksum pass; libpng not)
+      return f"it is truncated (its {kind.decode('latin-1')!r} chunk is cut short)", exif_like
     if kind == b"IDAT" and got < needed:
       piece = data[pos + 8:pos + 8 + length]
       try:
@@ -198,12 +200,21 @@ def _png_scan(data: bytes) -> tuple[str | None, bool]:
     elif kind in (b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
       exif_like = True
     elif kind == b"IEND":
+      ended = True
       break
     pos += 12 + length
+  if not ended:
+    return "it is truncated (no IEND chunk)", exif_like
   if got < needed:
     return (f"its pixel data ends early ({got} of the {needed} bytes its {width}x{height} header "
             f"needs; truncated or badly written)"), exif_like
   return None, exif_like
+
+
+def _tf_decodes(data: bytes) -> None:
+  """Decodes `data` with TF's decoder, as the pipeline does (`input_pipeline.decode_image`)."""
+  import tensorflow as tf
+  tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
 def inspect_image(path: str) -> ImageInfo:
@@ -253,13 +264,15 @@ def inspect_image(path: str) -> ImageInfo:
     problem, exif_like = _png_scan(data)
     if problem:
       raise ImageFileError(f"Image file {path!r} is corrupt: {problem}.")
-  elif fmt in ("GIF", "BMP", "WEBP"):  # verify() checks nothing of these: decode once
-    try:
+  elif fmt in ("GIF", "BMP", "WEBP"):  # verify() checks nothing of these: decode once with each
+    try:  # decoder (PIL's reads some truncated GIFs that TF's refuses)
       with Image.open(io.BytesIO(data)) as image:
         image.load()
+      _tf_decodes(data)
     except Exception as e:  # noqa: BLE001
+      message = getattr(e, "message", str(e)).split("[Op:")[0].split("}}")[-1].strip()
       raise ImageFileError(f"Image file {path!r} is corrupt or truncated: {type(e).__name__}: "
-                           f"{e}") from e
+                           f"{message}") from e
   bits = _png_bit_depth(data[:32])
   if mode in _HIGH_DEPTH_MODES or (bits is not None and bits > 8):
     depth = f"{bits}-bit" if bits else f"mode {mode!r}"
