@@ -603,3 +603,28 @@ def test_fault_truncated_gif_and_png_end_that_pil_reads_and_tf_refuses(tmp_path)
       image.load() if name.endswith(".gif") else image.verify()
     with pytest.raises(image_files.ImageFileError, match=rf"{name}.*{message}"):
       image_files.inspect_image(str(path))
+
+
+def test_every_file_reader_reads_upright_and_checks_the_file(tmp_path):
+  # The SR folders, PhotoWCT's image folders and the stylize CLI read files with PIL themselves; they
+  # ignored the EXIF orientation (a phone photo read sideways) and PhotoWCT's folders were not checked
+  # at start-up. Now each reads PIL's upright image, and refuses a bad file naming it.
+  from translate import stylize
+  from translate.data import sr
+  from translate.photowct import data as photowct_data
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  path = folder / "phone.jpg"
+  path.write_bytes(encode("JPEG", "RGB", 12, 8, 3, orientation=6))
+  upright = pil_upright_rgb(str(path))
+  assert upright.shape == (12, 8, 3)
+  np.testing.assert_array_equal(sr._folder_images(str(folder), 0).hr(0), upright)
+  assert photowct_data._folder_files(str(folder), "train") == [str(path)]
+  np.testing.assert_array_equal(photowct_data._load_file(str(path)), upright)
+  np.testing.assert_array_equal(stylize.read_rgb(str(path)), upright.astype(np.float32) / 255.0)
+  (folder / "cut.png").write_bytes(encode("PNG", "RGB", 8, 8, 0)[:50])
+  for read in (lambda: sr._folder_images(str(folder), 0),
+               lambda: photowct_data._folder_files(str(folder), "train"),
+               lambda: stylize.read_rgb(str(folder / "cut.png"))):
+    with pytest.raises(ValueError, match="cut.png"):
+      read()

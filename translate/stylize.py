@@ -31,7 +31,7 @@ if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs
   cli.quiet_native_logs()
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 from translate import cli  # noqa: E402
 
@@ -40,15 +40,16 @@ MAX_SIZE = 960  # the reference's memory_limit_image_resize MAXSIZE
 
 
 def read_rgb(path: str) -> np.ndarray:
-  """An image file as float32 (H, W, 3) in [0, 1]; ValueError for unreadable or 16-bit files."""
+  """An image file as float32 (H, W, 3) in [0, 1], upright (EXIF orientation applied). The file is
+  checked as training and translate check theirs (`images.inspect_image`): ValueError naming it for
+  an empty, corrupt or truncated file, an alpha channel, 16-bit or float samples."""
+  from translate.data import images as image_files
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such image file.")
+  image_files.validate_images([path])
   try:
     with Image.open(path) as img:
-      img.load()
-      if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ValueError(f"{path}: {img.mode} images (16-bit or float) are not supported; save it as "
-                         "8-bit.")
+      img = ImageOps.exif_transpose(img)
       return np.asarray(img.convert("RGB"), np.float32) / 255.0
   except (OSError, SyntaxError) as e:
     raise ValueError(f"{path}: not a readable image ({e}).") from None
