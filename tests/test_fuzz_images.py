@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 from PIL import Image, ImageOps
 
 from tests.helpers import make_batch, tiny_config
@@ -146,8 +146,8 @@ def image_files_(draw):
   orientation = draw(st.integers(1, 8)) if fmt in EXIF_FORMATS and ";" not in mode else 1
   data = encode(fmt, mode, width, height, draw(st.integers(0, 2**16)), orientation)
   expect = "read" if should_read(fmt, mode, data) else "error"
-  damage = draw(st.sampled_from(["none"] * 4 + ["truncated", "zero", "text", "bomb_header",
-                                               "short_pixels"]))
+  damage = draw(st.sampled_from(["none"] * 5 + ["truncated"] * 3 + ["zero", "text", "bomb_header",
+                                                                  "short_pixels"]))
   if damage == "truncated":
     data = data[:max(1, int(len(data) * draw(st.floats(0.05, 0.98))))]
     expect = "either" if expect == "read" else "error"
@@ -163,6 +163,7 @@ def image_files_(draw):
     raw = b"".join(b"\x00" + bytes(width) for _ in range(rows))
     data = png_bytes(width, height, 0, 8, raw, interlace=int(draw(st.booleans())))
     fmt, expect = "PNG", "error"
+  event(f"{fmt} {mode} damage={damage}")
   extension = EXTENSION[fmt]
   naming = draw(st.sampled_from(["right", "right", "upper", "wrong"]))
   if naming == "upper":
@@ -175,10 +176,11 @@ def image_files_(draw):
 # ----------------------------------------------------------------------------------------------------
 # One file: start-up validation, TF decoding (training), inference.read_image
 # ----------------------------------------------------------------------------------------------------
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=500)
 @given(image_files_())
 def test_fuzz_one_file_reads_as_pil_or_fails_naming_it(case):
   name, data, expect, orientation = case
+  event(f"expect {expect}")  # --hypothesis-show-statistics shows the mix
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, name)
     with open(path, "wb") as f:
@@ -338,6 +340,55 @@ def test_fuzz_training_folder_stops_or_skips_with_the_name_never_silently(case):
       upright = pil_upright_rgb(path)
       expected = image_files.grey_uint8(upright) if channels == 1 else upright
       np.testing.assert_array_equal(image, as_float(expected))
+
+
+@st.composite
+def paired_folders(draw):
+  """A|B images (width 8 or 16, height 4 or 8: halves stay multiples of 4), maybe one bad file."""
+  goods = []
+  for i in range(draw(st.integers(1, 2))):
+    fmt, mode = draw(st.sampled_from(GOOD_READS))
+    w, h = draw(st.sampled_from([8, 16])), draw(st.sampled_from([4, 8]))
+    orientation = draw(st.sampled_from([1, 2, 3, 4])) if fmt in EXIF_FORMATS else 1
+    goods.append((f"{'ab'[i]}{EXTENSION[fmt]}", encode(fmt, mode, w, h, draw(st.integers(0, 999)),
+                                                        orientation)))
+  bad = draw(st.one_of(st.none(), st.sampled_from(BAD_KINDS)))
+  return goods, bad, draw(st.sampled_from(["AtoB", "BtoA"]))
+
+
+@settings(FUZZ, max_examples=6)
+@given(paired_folders())
+def test_fuzz_paired_folder_halves_or_the_bad_file_named(case):
+  goods, bad, direction = case
+  with tempfile.TemporaryDirectory() as root:
+    folder = os.path.join(root, "train")
+    os.makedirs(folder)
+    for name, data in goods:
+      with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+    from translate import config_base
+    config = config_base.data_config()
+    config.update(source="paired_folder", path=root, preprocess="none", direction=direction,
+                  no_flip=True, serial_batches=True)
+    if bad:
+      name, data = bad_file(bad, 3)
+      with open(os.path.join(folder, "c_" + name), "wb") as f:
+        f.write(data)
+      with pytest.raises(image_files.ImageFileError) as error:
+        input_pipeline.create_dataset(config, "train", 1, train=False)
+      assert os.path.join(folder, "c_" + name) in str(error.value)
+      config.skip_bad_images = True
+    ds = input_pipeline.create_dataset(config, "train", 1, train=False)
+    batches = list(ds.as_numpy_iterator())
+    assert len(batches) == len(goods)
+    for (name, _), batch in zip(sorted(goods), batches):
+      upright = pil_upright_rgb(os.path.join(folder, name))
+      half = upright.shape[1] // 2
+      a, b = upright[:, :half], upright[:, half:]
+      if direction == "BtoA":
+        a, b = b, a
+      np.testing.assert_array_equal(batch["A"][0], as_float(a))
+      np.testing.assert_array_equal(batch["B"][0], as_float(b))
 
 
 # ----------------------------------------------------------------------------------------------------
