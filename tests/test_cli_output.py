@@ -75,3 +75,21 @@ def test_every_command_line_takes_verbose(module, capsys):
   with pytest.raises(SystemExit) as exit_:
     module.main(["--help"])
   assert exit_.value.code == 0 and "--verbose" in capsys.readouterr().out
+
+
+def test_tensorflow_imported_late_after_a_probe_is_quiet_too():
+  # translate imports TF only when it meets a GIF/BMP/WebP (images._tf_decodes), after libraries have
+  # probed for it with importlib.util.find_spec: the import must still be silenced.
+  code = ("import importlib.util, sys\n"
+          "from translate import cli\n"
+          "cli.quiet_native_logs(['translate'])\n"
+          "assert importlib.util.find_spec('tensorflow') is not None\n"
+          "import tensorflow as tf\n"
+          "print(int(tf.reduce_sum(tf.io.decode_image(tf.io.encode_png(tf.ones([2, 2, 3], tf.uint8))))))\n"
+          "print('stderr works', file=sys.stderr)\n")
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip() == "12"
+  assert proc.stderr.strip() == "stderr works"  # restored after the import, and nothing else

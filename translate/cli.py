@@ -66,25 +66,33 @@ def _stderr_closed():
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
-  """Imports the top-level module `name` (and all it imports) with stderr closed, once."""
+  """Imports the top-level module `name` (and all it imports) with stderr closed, once. Stays in
+  sys.meta_path until the module is actually executed: libraries probe for tensorflow with
+  `importlib.util.find_spec` without importing it."""
 
   def __init__(self, name: str):
     self.name = name
+    self._busy = False
 
   def find_spec(self, fullname, path=None, target=None):
-    if fullname != self.name:
+    if fullname != self.name or self._busy:
       return None
-    sys.meta_path.remove(self)
-    spec = importlib.util.find_spec(fullname)
+    self._busy = True
+    try:
+      spec = importlib.util.find_spec(fullname)
+    finally:
+      self._busy = False
     if spec is None or spec.loader is None:
       return spec
-    loader = spec.loader
+    loader, finder = spec.loader, self
 
     class Quiet(importlib.abc.Loader):
       def create_module(self, spec):
         return loader.create_module(spec)
 
       def exec_module(self, module):
+        if finder in sys.meta_path:
+          sys.meta_path.remove(finder)
         with _stderr_closed():
           loader.exec_module(module)
 
