@@ -100,6 +100,19 @@ class _QuietImport(importlib.abc.MetaPathFinder):
     return spec
 
 
+class _StderrHandler(logging.StreamHandler):
+  """Writes to the current sys.stderr (not the one at creation: a CLI's main() may run in-process,
+  e.g. under pytest, where sys.stderr is swapped per test)."""
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+  @stream.setter
+  def stream(self, value):
+    del value
+
+
 class _Formatter(logging.Formatter):
   """`HH:MM:SS message` for INFO, `HH:MM:SS LEVEL: message` otherwise."""
 
@@ -128,7 +141,7 @@ def setup_logging(verbose: bool = False) -> None:
           and h not in handlers:
         root.removeHandler(h)
   if not handlers:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler._translate_cli = True  # noqa: SLF001 -- found again when called twice
     root.addHandler(handler)
     handlers = [handler]
