@@ -10,10 +10,12 @@ mode and bit depth, for JPEGs a look at the end-of-image marker (a JPEG without 
 likely truncated, is fully decoded once to be sure), for PNGs a count of the decompressed pixel data
 (a PNG whose chunks are intact but whose data holds fewer rows than its header claims: PIL reads it
 with the missing rows black, TF refuses it), and GIF, BMP and WebP files (which `verify` does not
-check) are decoded once by PIL and once by TF (PIL reads some truncated GIFs that TF refuses). A folder of thousands of images is checked in seconds, on every process,
-before training starts, so a bad file stops the run at once with its path in the message instead of
-deep inside an epoch; with `data.skip_bad_images` the bad files are left out with a warning that
-names each (`validate_images(..., skip_bad=True)`).
+check) are decoded once by PIL and once by TF (PIL reads some truncated GIFs that TF refuses). A
+folder of thousands of images is checked in seconds, on every process, before training starts, so a
+bad file stops the run at once with its path in the message instead of deep inside an epoch; with
+`data.skip_bad_images` the bad files are left out with a warning that names each
+(`validate_images(..., skip_bad=True)`). (A PNG's pixel data is inflated once for the count; PIL's
+`getexif` used to decode every PNG whole for the orientation: now only PNGs with text/eXIf chunks.)
 
 Paths go through `tf.io.gfile`, so folders may live on GCS (`gs://...`) as well as on local disk.
 """
