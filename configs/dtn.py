@@ -56,8 +56,8 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     config_base.apply_data_preset(c, "digits", paired=False)
     c.data.update(input_nc=1, output_nc=1)
     # g decodes softmax(f's logits / 4); the paper's digit weights alpha = beta = 15, gamma = 0.
-    # Measured on 2 shared CPU cores (label_acc on the 1000 printed test digits; identity 0.416,
-    # CycleGAN's digits preset ~0.42). Sweeps ran the method's step on in-memory batches (not the
+    # Measured on 2 shared CPU cores (label_acc on the 1000 printed test digits; identity 0.411,
+    # CycleGAN's digits preset 0.407). Sweeps ran the method's step on in-memory batches (not the
     # engine; same nets and losses), batch 32, lr_G 1e-3, lr_D 2e-4 unless said, ngf = ndf = 16:
     #   per-element mean distances, f 'features' (128-d): 0.58 at 600 steps; D wins, g draws noise.
     #   paper's summed distances (below), f 'features': 0.71 at 1500 steps (0.73 at 500); with

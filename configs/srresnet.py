@@ -68,8 +68,8 @@ def get_config(arg: str = "photos") -> ml_collections.ConfigDict:
   a, c = base_sr_config("srresnet", arg)
   if a.preset == "photos":
     # Sized for 2 CPU cores: n = 32, B = 8, 64 px crops, batch 16, lr 5e-4 (the paper: 1e-4 for 10^6
-    # updates), 1200 steps. A step is ~10 GFLOP: ~0.45 s on a quiet 2-core machine (23 GFLOP/s), so
-    # ~9 min; measured 1.4-2.8 s/step (40 min wall) on the shared, contended machine of Nov 30.
+    # updates), 1200 steps: 13 min 13 s wall with the final evaluation on the 2-core machine (Nov 30,
+    # lightly loaded; 1.4-2.5 steps/s, the process used about one core).
     # Held-out photos (chelsea, china, coffee; x4, Y, 4 px border): PSNR-Y 27.18 dB vs bicubic 27.06,
     # SSIM-Y 0.748 vs 0.736, LPIPS 0.371 vs 0.346 (docs/figures/srgan_photos.png). MSE on training
     # crops was still falling (0.039 at step 100, 0.016 at 500, 0.011 at 1200; bicubic 0.0115).

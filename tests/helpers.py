@@ -1,5 +1,6 @@
 """Small configs and batches for tests: the method configs' `tiny` presets, and random batches."""
 import importlib.util
+import os
 
 import numpy as np
 
@@ -52,13 +53,34 @@ def make_batch(method: str, config, rng: np.random.Generator, batch_size: int | 
           "B": rng.uniform(-1, 1, (n, 32, 32, d.output_nc)).astype(np.float32)}
 
 
-def straight_and_resumed_runs(config, base, steps: int = 4, stop_at: int = 2):
-  """Trains `config` for `steps` straight in base/straight, and in base/resumed for `stop_at` steps,
-  then again to `steps` (a fresh train_and_evaluate call resumes from the checkpoint). Returns the two
-  workdirs and the straight run's results; `config.num_train_steps` is left at `steps`."""
+def straight_and_resumed_runs(config, base, steps: int = 4, stop_at: int = 2, restart: str = "copy"):
+  """Trains `config` for `steps` straight in base/straight and again, interrupted at `stop_at`, in
+  base/resumed; returns the two workdirs and the straight run's results.
+
+  restart='copy' (one training run fewer): base/resumed is a copy of the straight run's workdir without
+  its checkpoints after `stop_at` (the tiny presets checkpoint every step), which a second
+  train_and_evaluate call resumes, as after a preemption. restart='stop': a run told to stop at
+  `stop_at` (num_train_steps = stop_at), then continued to `steps` by another call (the engine's
+  cap-then-continue path). `config.num_train_steps` is left at `steps`."""
+  import shutil
+
   from translate import train
   straight, resumed = str(base / "straight"), str(base / "resumed")
   config.num_train_steps = steps
+  if restart == "copy":
+    keep = max(config.keep_checkpoints, steps - stop_at + 1)
+    config.keep_checkpoints = keep  # the straight run must keep its step-`stop_at` checkpoint
+    results = train.train_and_evaluate(config, straight)
+    shutil.copytree(straight, resumed)
+    folder = os.path.join(resumed, "checkpoints")
+    for name in os.listdir(folder):
+      if name.isdigit() and int(name) > stop_at:
+        shutil.rmtree(os.path.join(folder, name))
+    assert os.path.isdir(os.path.join(folder, str(stop_at))), os.listdir(folder)
+    train.train_and_evaluate(config, resumed)
+    return straight, resumed, results
+  if restart != "stop":
+    raise ValueError(f"restart must be 'copy' or 'stop', got {restart!r}")
   results = train.train_and_evaluate(config, straight)
   config.num_train_steps = stop_at
   train.train_and_evaluate(config, resumed)

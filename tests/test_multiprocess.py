@@ -165,8 +165,9 @@ def runs(tmp_path_factory):
   script = f"REPO = {str(REPO)!r}\n" + DRIVER
   procs = []
   for role, devices in (("pair0", 4), ("pair1", 4), ("single", 8)):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    # (keeps conftest's XLA_FLAGS: the test-speed compile options)
+    xla_flags = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+    env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
     log = open(base / f"{role}.log", "w")
     procs.append((role, log, subprocess.Popen([sys.executable, "-c", script, role, str(base), port],
                                               env=env, stdout=subprocess.PIPE, stderr=log,

@@ -166,7 +166,7 @@ def runs(tmp_path_factory):
   g_config.init_from = srresnet_dir
   assert g_config.optim.lr_decay_step == 2  # the resumed run restarts at the lr drop
   g_config.sample_every = g_config.checkpoint_every = 100  # a grid and a checkpoint at the end only
-  straight, resumed, _ = straight_and_resumed_runs(g_config, base / "srgan")
+  straight, resumed, _ = straight_and_resumed_runs(g_config, base / "srgan", restart="stop")
   return folder, srresnet_dir, g_config, straight, resumed
 
 

@@ -59,7 +59,7 @@ def digits_runs(tmp_path_factory):
   """CycleGAN on the embedded digits: 4 steps straight, and 2 steps + a new process-like restart + 2."""
   base = tmp_path_factory.mktemp("digits")
   config = tiny_config("cyclegan", batch_size=4)
-  straight, resumed, _ = straight_and_resumed_runs(config, base)
+  straight, resumed, _ = straight_and_resumed_runs(config, base, restart="stop")
   return straight, resumed, config
 
 

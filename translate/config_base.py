@@ -95,6 +95,9 @@ def data_config() -> ml_collections.ConfigDict:
       max_dataset_size=0,  # 0 = all
       serial_batches=False,
       shuffle_buffer=1000,
+      # False: a bad image file (corrupt, truncated, alpha, 16-bit...) stops the run at start-up with
+      # its name; True: folder sources leave bad files out with a warning naming each.
+      skip_bad_images=False,
   ))
 
 

@@ -4,14 +4,20 @@
     python -m translate.evaluate --workdir=runs/digits                # the config's eval.metrics
 
 Loads the config and the latest (or --step) checkpoint of a training workdir, computes the metrics and
-writes `evaluation.json` and `evaluation.md` (a table) into the workdir.
+writes `evaluation.json` and `evaluation.md` (a table) into the workdir. --verbose also shows the
+libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from translate.evaluation import evaluate_workdir
+if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
+  from translate import cli
+  cli.quiet_native_logs()
+
+from translate import cli  # noqa: E402
+from translate.evaluation import evaluate_workdir  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -26,12 +32,15 @@ def main(argv=None) -> None:
   parser.add_argument("--kid_subsets", type=int, default=None)
   parser.add_argument("--kid_subset_size", type=int, default=None)
   parser.add_argument("--crop_border", type=int, default=None, help="PSNR/SSIM border crop (px)")
+  cli.add_verbose_argument(parser)
   args = parser.parse_args(argv)
+  cli.setup_logging(args.verbose)
   overrides = {k: getattr(args, k) for k in ("inception_path", "inception_size", "max_images",
                                              "batch_size", "kid_subsets", "kid_subset_size",
                                              "crop_border") if getattr(args, k) is not None}
   metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-  record = evaluate_workdir(args.workdir, metrics, args.step, overrides)
+  with cli.errors_as_messages(args.verbose):
+    record = evaluate_workdir(args.workdir, metrics, args.step, overrides)
   with open(os.path.join(args.workdir, "evaluation.md")) as f:
     print(f.read())
   print(f"wrote {os.path.join(args.workdir, 'evaluation.json')} (step {record['step']})")

@@ -17,6 +17,7 @@ The command line is `python -m translate.translate` (translate/translate.py).
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -114,29 +115,41 @@ def choose_predict(method: base.Method, predict: str | None = None, direction: s
 
 
 def read_image(path: str, channels: int) -> np.ndarray:
-  """An image file as float32 (H, W, channels) in [-1, 1]; grayscale <-> RGB converted as needed.
-  ValueError for unreadable, 16-bit or float images."""
+  """An image file as float32 (H, W, channels) in [-1, 1], upright (EXIF orientation applied), RGB
+  or grey (`channels` 3 or 1) as training reads it: PIL's convert('RGB'), grey as its convert('L') of
+  that. The file is checked as training checks its data (`images.inspect_image`):
+  `images.ImageFileError` (a ValueError) naming the file for an empty, corrupt or truncated file, a
+  format TF does not decode, an alpha channel, 16-bit or float samples."""
+  image_files.validate_images([path])  # the training data's checks (cached per file and mtime)
   try:
     with Image.open(path) as img:
-      img.load()
       img = ImageOps.exif_transpose(img)  # upright, as training reads it
-      mode = img.mode
-      if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ValueError(f"{path}: {mode} images (16-bit or float) are not supported; save it as 8-bit.")
-      img = img.convert("L" if channels == 1 else "RGB")
-      x = np.asarray(img, np.float32)
-  except (OSError, SyntaxError) as e:
-    raise ValueError(f"{path}: not a readable image ({e}).") from None
-  if x.ndim == 2:
-    x = x[..., None]
-  return x / 127.5 - 1.0
+      rgb = np.asarray(img.convert("RGB"))
+  except (OSError, SyntaxError, ValueError) as e:
+    raise image_files.ImageFileError(f"{path}: not a readable image ({e}).") from None
+  x = image_files.grey_uint8(rgb) if channels == 1 else rgb
+  return x.astype(np.float32) / 127.5 - 1.0
+
+
+def upright_size(path: str) -> tuple[int, int]:
+  """(width, height) of an image file after its EXIF orientation, from the checked header."""
+  (info,) = image_files.validate_images([path])
+  return (info.height, info.width) if info.orientation >= 5 else (info.width, info.height)
 
 
 def list_inputs(path: str) -> list[str]:
-  """The image files of a folder (sorted), or [path] for a file."""
+  """The image files of a folder (sorted; hidden files such as .DS_Store or macOS's ._x.png and
+  sub-folders are ignored, other non-image files are named in a warning), or [path] for a file."""
   if os.path.isdir(path):
-    files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    files, others = [], []
+    for name in sorted(os.listdir(path)):
+      full = os.path.join(path, name)
+      if name.startswith(".") or not os.path.isfile(full):
+        continue
+      (files if image_files.is_image_file(name) else others).append(full)
+    if others:
+      logging.warning("%s: left out %d file(s) without an image extension (%s): %s", path,
+                      len(others), ", ".join(IMAGE_EXTENSIONS), image_files._some(others))
     if not files:
       raise ValueError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder.")
     return files
@@ -230,6 +243,11 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
 
   inputs = list_inputs(input_path)
   out_names = output_names(inputs, output, extras=spec.extras if extras else ())
+  for path in inputs:  # every file is checked before anything is written
+    w, h = upright_size(path)
+    if h % 4 or w % 4:
+      raise ValueError(f"{path}: size {w}x{h} is not divisible by 4, which the generator needs; "
+                       f"crop or resize it first (nothing was written).")
   style_image = None
   if style:
     style_image = read_image(style, predictor.channels(images_in[1].domain))[None]
@@ -237,10 +255,6 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
   written = []
   for path in inputs:
     x = read_image(path, predictor.channels(images_in[0].domain))
-    h, w = x.shape[:2]
-    if h % 4 or w % 4:
-      raise ValueError(f"{path}: size {w}x{h} is not divisible by 4, which the generator needs; "
-                       f"crop or resize it first.")
     kwargs = {images_in[0].name: x[None], **others}
     if style_image is not None:
       kwargs[images_in[1].name] = style_image

@@ -18,31 +18,38 @@ Images of any size are processed whole; --size_cap applies the reference's cap (
 side exceeds 960 px are shrunk so the longer side is 960 px, stylized, then resized back; smoothing runs
 at the content's full size). Prints the time of each step. The output is the smoothed image in
 [0, 1] written as an 8-bit PNG (values truncated as the reference's np.uint8(clip(x * 255)) does).
+--verbose also shows the libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-import numpy as np
-from PIL import Image
+if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
+  from translate import cli
+  cli.quiet_native_logs()
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+from translate import cli  # noqa: E402
 
 SMOOTHINGS = ("matting", "guided", "none")
 MAX_SIZE = 960  # the reference's memory_limit_image_resize MAXSIZE
 
 
 def read_rgb(path: str) -> np.ndarray:
-  """An image file as float32 (H, W, 3) in [0, 1]; ValueError for unreadable or 16-bit files."""
+  """An image file as float32 (H, W, 3) in [0, 1], upright (EXIF orientation applied). The file is
+  checked as training and translate check theirs (`images.inspect_image`): ValueError naming it for
+  an empty, corrupt or truncated file, an alpha channel, 16-bit or float samples."""
+  from translate.data import images as image_files
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such image file.")
+  image_files.validate_images([path])
   try:
     with Image.open(path) as img:
-      img.load()
-      if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ValueError(f"{path}: {img.mode} images (16-bit or float) are not supported; save it as "
-                         "8-bit.")
+      img = ImageOps.exif_transpose(img)
       return np.asarray(img.convert("RGB"), np.float32) / 255.0
   except (OSError, SyntaxError) as e:
     raise ValueError(f"{path}: not a readable image ({e}).") from None
@@ -154,13 +161,13 @@ def main(argv=None) -> None:
   parser.add_argument("--gif_radius", type=int, default=35)
   parser.add_argument("--gif_eps", type=float, default=None,
                       help="guided-filter eps in [0, 1] units (default 1e-3 / 255^2, the reference's)")
+  cli.add_verbose_argument(parser)
   args = parser.parse_args(argv)
-  try:
+  cli.setup_logging(args.verbose)
+  with cli.errors_as_messages(args.verbose):
     stylize_files(args.workdir, args.content, args.style, args.output, args.content_seg,
                   args.style_seg, args.smoothing, args.size_cap, args.beta, args.matting_solver,
                   args.cg_tol, args.gif_radius, args.gif_eps)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,19 @@ the cluster (TPU pods, Slurm, Open MPI); `--coordinator_address=HOST:PORT --num_
 launch/local_processes.sh). Each process reads its own rows of every global batch; the workdir must be
 storage every process can write.
 
-Rerunning with the same --workdir resumes from its latest checkpoint.
+Rerunning with the same --workdir resumes from its latest checkpoint. Prints progress, evaluation
+results and warnings; --verbose also shows the libraries' INFO logs (orbax, absl, jax, TensorFlow).
 """
 from __future__ import annotations
 
 import logging
 
-from translate.loop import train_and_evaluate
+if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
+  from translate import cli
+  cli.quiet_native_logs()
+
+from translate import cli  # noqa: E402
+from translate.loop import train_and_evaluate  # noqa: E402
 
 __all__ = ["train_and_evaluate", "main"]
 
@@ -26,9 +32,8 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"Unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
-  logging.getLogger().setLevel(logging.INFO)
-  # Orbax and clu log every save and every scalar through absl at INFO; the progress line says enough.
-  logging.getLogger("absl").setLevel(logging.WARNING)
+  # Progress lines shown; orbax's and clu's INFO (every save, every scalar) only with --verbose.
+  cli.setup_logging(FLAGS.verbose)
   explicit = {name: FLAGS[name].value for name in ("coordinator_address", "num_processes",
                                                     "process_id") if FLAGS[name].value is not None}
   if explicit and len(explicit) < 3:
@@ -36,7 +41,11 @@ def main(argv):
                      f"{sorted(explicit)}. Give all three, or --distributed alone for auto-discovery.")
   if FLAGS.distributed or explicit:  # multi-host; without the three flags JAX discovers the cluster
     jax.distributed.initialize(**explicit)
-  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info("Workdir %s: checkpoints, sample grids, TensorBoard logs.", FLAGS.workdir)
+  with cli.errors_as_messages(FLAGS.verbose):
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info("Done: the trained run is in %s (python -m translate.translate --workdir=...).",
+               FLAGS.workdir)
 
 
 def _define_flags():
@@ -52,6 +61,8 @@ def _define_flags():
   flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (with "
                        "--coordinator_address).")
   flags.DEFINE_integer("process_id", None, "Multi-host: this process's index in [0, num_processes).")
+  flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO logs (orbax, absl, jax, "
+                    "TensorFlow) and tracebacks.")
   flags.mark_flags_as_required(["config", "workdir"])
 
 

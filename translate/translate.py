@@ -17,14 +17,21 @@ model's channel count); outputs are PNGs with the input's base name. `--predict`
 labels, --direction the predict of that name, else the method's default. --attention also writes the
 predict's extra outputs (e.g. U-GAT-IT's attention map) as <name>_<extra>.png. Generation (no --input)
 writes one grid: --num images of --class (or a row per class for --class=all). The library is
-`translate.inference` (`Predictor(workdir).translate(images, direction)`).
+`translate.inference` (`Predictor(workdir).translate(images, direction)`). Every input is checked
+before anything is written (a bad file: one line naming it, exit status 1); hidden files (.DS_Store,
+._x.png) are ignored. --verbose also shows the libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 
+if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
+  from translate import cli
+  cli.quiet_native_logs()
+
+from translate import cli  # noqa: E402
 # Predictor, Translator and read_image are re-exported: the library names the README documents.
-from translate.inference import Predictor, Translator, read_image, run_files  # noqa: F401
+from translate.inference import Predictor, Translator, read_image, run_files  # noqa: E402,F401
 
 
 def translate_files(workdir: str, input_path: str | None, output_dir: str,
@@ -58,7 +65,9 @@ def main(argv=None) -> None:
   parser.add_argument("--style_image", default=None, help="the same as --style")
   parser.add_argument("--attention", action="store_true",
                       help="also write the predict's extra outputs (e.g. attention maps)")
+  cli.add_verbose_argument(parser)
   args = parser.parse_args(argv)
+  cli.setup_logging(args.verbose)
   if args.digit is not None and args.target is not None:
     parser.error("give --class or --target, not both")
   target = args.digit if args.digit is not None else args.target
@@ -68,8 +77,9 @@ def main(argv=None) -> None:
     parser.error("give --style or --style_image, not both")
   num = args.num_styles if args.num_styles is not None else args.num
   style = args.style_image if args.style_image is not None else args.style
-  written = translate_files(args.workdir, args.input, args.output, args.direction, target,
-                            args.attention, args.predict, style, num, args.seed)
+  with cli.errors_as_messages(args.verbose):
+    written = translate_files(args.workdir, args.input, args.output, args.direction, target,
+                              args.attention, args.predict, style, num, args.seed)
   print(f"Wrote {len(written)} image(s) to {args.output}")
 
 

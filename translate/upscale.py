@@ -8,14 +8,19 @@ output is `scale` times larger in each side, a PNG with the input's base name. I
 --tile LR pixels in a side are upscaled in --tile x --tile tiles, each read with --overlap pixels of
 context on every side (default: the generator's receptive radius, so the result equals the untiled
 one; `translate.methods.srresnet.upscale`). --tile=0 upscales whole images (needs the memory for it).
-The library: `Predictor(workdir).translate(lr_images)` (`translate.inference`).
+The library: `Predictor(workdir).translate(lr_images)` (`translate.inference`). --verbose also shows
+the libraries' INFO logs and tracebacks (`translate.cli`).
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from translate import inference
+if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
+  from translate import cli
+  cli.quiet_native_logs()
+
+from translate import cli, inference  # noqa: E402
 
 
 def upscale_files(workdir: str, input_path: str, output_dir: str, tile: int = 512,
@@ -52,8 +57,11 @@ def main(argv=None) -> None:
                       help="LR tile side in pixels for large images (0: whole images)")
   parser.add_argument("--overlap", type=int, default=None,
                       help="LR context pixels around each tile (default: the receptive radius)")
+  cli.add_verbose_argument(parser)
   args = parser.parse_args(argv)
-  written = upscale_files(args.workdir, args.input, args.output, args.tile, args.overlap)
+  cli.setup_logging(args.verbose)
+  with cli.errors_as_messages(args.verbose):
+    written = upscale_files(args.workdir, args.input, args.output, args.tile, args.overlap)
   print(f"Wrote {len(written)} image(s) to {args.output}")
 
 

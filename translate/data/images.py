@@ -6,10 +6,16 @@ JPEG, PNG, BMP, GIF, WebP. The reference also reads TIFF and PPM; those get a cl
 says how to convert them.
 
 Validation (`inspect_image`) is cheap: PIL `open` + `verify` (headers and PNG chunk checksums), the
-mode and bit depth, and for JPEGs a look at the end-of-image marker (a JPEG without one, i.e. most
-likely truncated, is fully decoded once to be sure). A folder of thousands of images is checked in
-seconds, on every process, before training starts, so a bad file stops the run at once with its
-path in the message instead of deep inside an epoch.
+mode and bit depth, for JPEGs a look at the end-of-image marker (a JPEG without one, i.e. most
+likely truncated, is fully decoded once to be sure), for PNGs a count of the decompressed pixel data
+(a PNG whose chunks are intact but whose data holds fewer rows than its header claims: PIL reads it
+with the missing rows black, TF refuses it), and GIF, BMP and WebP files (which `verify` does not
+check) are decoded once by PIL and once by TF (PIL reads some truncated GIFs that TF refuses). A
+folder of thousands of images is checked in seconds, on every process, before training starts, so a
+bad file stops the run at once with its path in the message instead of deep inside an epoch; with
+`data.skip_bad_images` the bad files are left out with a warning that names each
+(`validate_images(..., skip_bad=True)`). (A PNG's pixel data is inflated once for the count; PIL's
+`getexif` used to decode every PNG whole for the orientation: now only PNGs with text/eXIf chunks.)
 
 Paths go through `tf.io.gfile`, so folders may live on GCS (`gs://...`) as well as on local disk.
 """
@@ -18,8 +24,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import io
+import logging
 import os
 import threading
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -50,6 +58,19 @@ class ImageFileError(ValueError):
 def _gfile():
   import tensorflow as tf  # lazy: the module is importable (and its PIL helpers usable) without TF
   return tf.io.gfile
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def _read_bytes(path: str) -> bytes:
+  """A file's bytes: local paths with open() (no TF import, e.g. for inference), others by gfile."""
+  if _is_local(path):
+    with open(path, "rb") as f:
+      return f.read()
+  with _gfile().GFile(path, "rb") as f:
+    return f.read()
 
 
 def _some(paths: list[str], n: int = 5) -> str:
@@ -139,17 +160,77 @@ def _ends_with_jpeg_eoi(data: bytes) -> bool:
   return data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
 
 
+# PNG colour type -> samples per pixel; Adam7's passes as (x0, y0, dx, dy).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
+def _png_scan(data: bytes) -> tuple[str | None, bool]:
+  """(a problem with the PNG's pixel data or None, whether it has chunks that may hold EXIF).
+
+  The IDAT chunks are inflated in pieces (memory stays small whatever the header claims) until the
+  filtered rows the IHDR size needs are there: fewer means a file TF's decoder refuses and PIL reads
+  with black rows. Chunk checksums are PIL `verify`'s job.
+  """
+  width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+  bits, colour, interlace = data[24], data[25], data[28]
+  pixel_bits = bits * _PNG_SAMPLES.get(colour, 4)
+
+  def size(w: int, h: int) -> int:
+    return h * (1 + (w * pixel_bits + 7) // 8) if w > 0 and h > 0 else 0
+
+  if interlace:
+    needed = sum(size(max(0, (width - x0 + dx - 1) // dx), max(0, (height - y0 + dy - 1) // dy))
+                 for x0, y0, dx, dy in _ADAM7)
+  else:
+    needed = size(width, height)
+  inflate, got, pos, exif_like, ended = zlib.decompressobj(), 0, 8, False, False
+  while pos + 8 <= len(data):
+    length = int.from_bytes(data[pos:pos + 4], "big")
+    kind = data[pos + 4:pos + 8]
+    if pos + 12 + length > len(data):  # (PIL's verify lets a cut IEND checksum pass; libpng not)
+      return f"it is truncated (its {kind.decode('latin-1')!r} chunk is cut short)", exif_like
+    if kind == b"IDAT" and got < needed:
+      piece = data[pos + 8:pos + 8 + length]
+      try:
+        while piece and got < needed:
+          got += len(inflate.decompress(piece, 1 << 20))
+          piece = inflate.unconsumed_tail
+      except zlib.error as e:
+        return f"its pixel data is corrupt (zlib: {e})", exif_like
+    elif kind in (b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
+      exif_like = True
+    elif kind == b"IEND":
+      ended = True
+      break
+    pos += 12 + length
+  if not ended:
+    return "it is truncated (no IEND chunk)", exif_like
+  if got < needed:
+    return (f"its pixel data ends early ({got} of the {needed} bytes its {width}x{height} header "
+            f"needs; truncated or badly written)"), exif_like
+  return None, exif_like
+
+
+def _tf_decodes(data: bytes) -> None:
+  """Decodes `data` with TF's decoder, as the pipeline does (`input_pipeline.decode_image`)."""
+  import tensorflow as tf
+  tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def inspect_image(path: str) -> ImageInfo:
   """Checks that `path` is an 8-bit RGB/grey/palette image the pipeline can decode; returns its size.
 
-  Raises `ImageFileError` naming the file for: unreadable or corrupt data (PIL `verify`, a truncated
-  JPEG), a format TF does not decode, an alpha channel (RGBA/LA: 4 or 2 channels), more than 8 bits
-  per sample (16-bit PNG, 16/32-bit or float modes).
+  Raises `ImageFileError` naming the file for: an empty file, unreadable or corrupt data (PIL
+  `verify`, a truncated JPEG, PNG pixel data shorter than its header says, GIF/BMP/WebP that do not
+  decode), a header claiming more pixels than PIL's decompression-bomb limit
+  (2 x `PIL.Image.MAX_IMAGE_PIXELS`), a format TF does not decode (also palette and 1/4-bit BMPs,
+  which TF's BMP decoder misreads or refuses), an alpha channel (RGBA/LA/PA: 4 or 2 channels), more
+  than 8 bits per sample (16-bit PNG, 16/32-bit or float modes).
   """
-  gfile = _gfile()
   try:
-    with gfile.GFile(path, "rb") as f:
-      data = f.read()
+    data = _read_bytes(path)
   except Exception as e:  # noqa: BLE001 -- any I/O failure becomes a message naming the file
     raise ImageFileError(f"Cannot read image file {path!r}: {e}") from e
   if not data:
@@ -158,6 +239,10 @@ def inspect_image(path: str) -> ImageInfo:
     with Image.open(io.BytesIO(data)) as image:
       width, height, mode, fmt = image.width, image.height, image.mode, image.format
       image.verify()
+  except Image.DecompressionBombError as e:
+    raise ImageFileError(
+        f"Image file {path!r} is too large for PIL ({e}) Most likely its header is corrupt; if the "
+        f"image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS before training.") from e
   except Exception as e:  # noqa: BLE001 -- PIL raises many types for bad data
     raise ImageFileError(f"Image file {path!r} is corrupt or not an image PIL can read: "
                          f"{type(e).__name__}: {e}") from e
@@ -165,6 +250,11 @@ def inspect_image(path: str) -> ImageInfo:
     raise ImageFileError(
         f"Image file {path!r} is a {fmt} image; the pipeline decodes {', '.join(DECODABLE_FORMATS)}. "
         f"Convert it to PNG, e.g. `Image.open(p).save(q.with_suffix('.png'))` with PIL.")
+  if fmt == "BMP" and mode not in ("RGB", "L"):
+    raise ImageFileError(
+        f"Image file {path!r} is a {mode} (palette or 1-bit) BMP, which TF's BMP decoder misreads or "
+        f"refuses. Convert it to PNG, e.g. `Image.open(p).save(q.with_suffix('.png'))` with PIL.")
+  exif_like = True
   if fmt in ("JPEG", "MPO") and not _ends_with_jpeg_eoi(data):
     try:  # most likely truncated; some writers append data after the image: decode to be sure
       with Image.open(io.BytesIO(data)) as image:
@@ -172,6 +262,19 @@ def inspect_image(path: str) -> ImageInfo:
     except Exception as e:  # noqa: BLE001
       raise ImageFileError(f"Image file {path!r} is corrupt or truncated: {type(e).__name__}: "
                            f"{e}") from e
+  elif fmt == "PNG":
+    problem, exif_like = _png_scan(data)
+    if problem:
+      raise ImageFileError(f"Image file {path!r} is corrupt: {problem}.")
+  elif fmt in ("GIF", "BMP", "WEBP"):  # verify() checks nothing of these: decode once with each
+    try:  # decoder (PIL's reads some truncated GIFs that TF's refuses)
+      with Image.open(io.BytesIO(data)) as image:
+        image.load()
+      _tf_decodes(data)
+    except Exception as e:  # noqa: BLE001
+      message = getattr(e, "message", str(e)).split("[Op:")[0].split("}}")[-1].strip()
+      raise ImageFileError(f"Image file {path!r} is corrupt or truncated: {type(e).__name__}: "
+                           f"{message}") from e
   bits = _png_bit_depth(data[:32])
   if mode in _HIGH_DEPTH_MODES or (bits is not None and bits > 8):
     depth = f"{bits}-bit" if bits else f"mode {mode!r}"
@@ -187,8 +290,14 @@ def inspect_image(path: str) -> ImageInfo:
         f"`Image.open(p).convert('RGB').save(p)` with PIL or `mogrify -alpha off FILE`.")
   if width < 1 or height < 1:
     raise ImageFileError(f"Image file {path!r} has no pixels ({width}x{height}).")
-  with Image.open(io.BytesIO(data)) as image:  # verify() leaves the image unusable: reparse the header
-    orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+  orientation = 1
+  if exif_like:  # (a PNG's getexif decodes the whole image: only for PNGs with EXIF-bearing chunks)
+    try:
+      with Image.open(io.BytesIO(data)) as image:  # verify() left the image unusable: reparse
+        orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception as e:  # noqa: BLE001
+      raise ImageFileError(f"Image file {path!r} has unreadable metadata (EXIF): "
+                           f"{type(e).__name__}: {e}") from e
   return ImageInfo(path, width, height, mode, orientation if 1 <= orientation <= 8 else 1)
 
 
@@ -199,6 +308,12 @@ _INFO_CACHE_LOCK = threading.Lock()
 
 
 def _cache_key(path: str) -> tuple:
+  if _is_local(path):
+    try:
+      stat = os.stat(path)
+    except OSError as e:
+      raise ImageFileError(f"Cannot read image file {path!r}: {e}") from e
+    return (path, stat.st_size, stat.st_mtime_ns)
   stat = _gfile().stat(path)
   return (path, stat.length, stat.mtime_nsec)
 
@@ -222,12 +337,49 @@ def exif_orientations(paths: list[str]) -> list[int]:
   return [info.orientation for info in validate_images(paths)]
 
 
-def validate_images(paths: list[str], num_threads: int = 16) -> list[ImageInfo]:
-  """`inspect_image` on every path (threads: the work is file I/O); raises on the first bad file."""
+def validate_images(paths: list[str], num_threads: int = 16,
+                    skip_bad: bool = False) -> list[ImageInfo]:
+  """`inspect_image` on every path (threads: the work is file I/O). Raises `ImageFileError` on the
+  first bad file; with `skip_bad` (`data.skip_bad_images`) returns the good files' infos only and
+  logs a warning naming each bad file (once per file and process)."""
+  check = _inspect_cached if not skip_bad else _inspect_or_error
   if len(paths) < 64:
-    return [_inspect_cached(p) for p in paths]
-  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-    return list(pool.map(_inspect_cached, paths))
+    results = [check(p) for p in paths]
+  else:
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+      results = list(pool.map(check, paths))
+  if not skip_bad:
+    return results
+  bad = [r for r in results if isinstance(r, ImageFileError)]
+  if bad:
+    with _INFO_CACHE_LOCK:
+      new = [e for e in bad if str(e) not in _WARNED]
+      _WARNED.update(str(e) for e in new)
+    for e in new[:_MAX_WARNINGS]:
+      logging.warning("Skipped a bad image (data.skip_bad_images): %s", e)
+    if len(new) > _MAX_WARNINGS:
+      logging.warning("Skipped %d more bad images (data.skip_bad_images).", len(new) - _MAX_WARNINGS)
+  return [r for r in results if isinstance(r, ImageInfo)]
+
+
+_WARNED: set[str] = set()
+_MAX_WARNINGS = 20
+
+
+def _inspect_or_error(path: str) -> ImageInfo | ImageFileError:
+  try:
+    return _inspect_cached(path)
+  except ImageFileError as e:
+    return e
+
+
+def usable_images(paths: list[str], skip_bad: bool, folder: str) -> list[ImageInfo]:
+  """`validate_images(paths, skip_bad=skip_bad)`; `ImageFileError` when skipping left no image."""
+  infos = validate_images(paths, skip_bad=skip_bad)
+  if not infos:
+    raise ImageFileError(f"Data folder {folder!r} holds no usable images: all {len(paths)} were "
+                         f"skipped as bad (data.skip_bad_images; see the warnings above).")
+  return infos
 
 
 # ----------------------------------------------------------------------------------------------------

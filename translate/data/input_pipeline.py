@@ -31,6 +31,9 @@ reference defaults):
   serial_batches    True: no shuffling; A and B are each read in order (the reference's flag).
   shuffle_buffer    examples in the shuffle buffer for tfds (files and in-memory arrays are shuffled
                     as a whole index list, as the reference's DataLoader does).
+  skip_bad_images   False (default): a bad image file stops the run at start-up with its name;
+                    True: bad files are left out of the folder sources with a warning naming each
+                    (the epoch and `dataset_size` then count the good files only).
 
 What it does, and where it follows or leaves the PyTorch reference (pytorch-CycleGAN-and-pix2pix):
   * Pixels are the reference's bit for bit up to the random crop, though everything runs as TF ops
@@ -65,7 +68,9 @@ What it does, and where it follows or leaves the PyTorch reference (pytorch-Cycl
     `tfds.split_for_jax_process`), so each is read by one process. `dataset_size` is global.
   * Files are checked at start-up (`images.validate_images`): a missing or empty folder, a non-image
     file, a corrupt or truncated image, a format TF cannot decode (TIFF, PPM), an alpha channel (RGBA)
-    or 16-bit samples each raise `ImageFileError` naming the file and the fix. Images of different sizes are fine when preprocessing gives them one size;
+    or 16-bit samples each raise `ImageFileError` naming the file and the fix (or, with
+    skip_bad_images, leave the file out with a warning that names it and the reason). Images of
+    different sizes are fine when preprocessing gives them one size;
     with 'none'/'scale_width' and batch_size > 1 they must come out the same size (checked too).
   * The cycle_gan tfds 'label' feature names the domain (0 = A, 1 = B), not the content, so tfds
     batches carry no labels. The reference truncates max_dataset_size in os.walk order; we truncate
@@ -115,6 +120,7 @@ class Options:
   max_dataset_size: int = 0
   serial_batches: bool = False
   shuffle_buffer: int = 1000
+  skip_bad_images: bool = False
 
   @property
   def paired(self) -> bool:
@@ -261,9 +267,7 @@ def _unpaired_domains(opts: Options, split: str, pi: int, pc: int, validate: boo
             for key, name in zip(("A", "B"), names)}
   out = {}
   for key, name in zip(("A", "B"), names):
-    paths = image_files.list_image_files(os.path.join(opts.path, split + name),
-                                         opts.max_dataset_size)
-    infos = image_files.validate_images(paths) if validate else None
+    paths, infos = _folder_files(os.path.join(opts.path, split + name), opts, validate)
     shard = slice(pi, None, pc)
     out[key] = _Files(paths[shard], infos[shard] if infos else None)
     if not out[key].paths:
@@ -272,10 +276,19 @@ def _unpaired_domains(opts: Options, split: str, pi: int, pc: int, validate: boo
   return out
 
 
+def _folder_files(folder: str, opts: Options, validate: bool):
+  """(paths, infos or None) of a data folder: checked when `validate` or skip_bad_images (which
+  leaves the bad files out, with a warning naming each)."""
+  paths = image_files.list_image_files(folder, opts.max_dataset_size)
+  if not (validate or opts.skip_bad_images):
+    return paths, None
+  infos = image_files.usable_images(paths, opts.skip_bad_images, folder)
+  return [info.path for info in infos], infos
+
+
 def _paired_files(opts: Options, split: str, pi: int, pc: int, validate: bool) -> _Files:
   folder = os.path.join(opts.path, split)
-  paths = image_files.list_image_files(folder, opts.max_dataset_size)
-  infos = image_files.validate_images(paths) if validate else None
+  paths, infos = _folder_files(folder, opts, validate)
   files = _Files(paths[pi::pc], infos[pi::pc] if infos else None)
   if not files.paths:
     raise ValueError(f"Folder {folder!r} has {len(paths)} images, fewer than the {pc} processes "
@@ -295,6 +308,9 @@ def _check_sizes(named_sizes: list[tuple[str, tuple[int, int]]], opts: Options,
   """
   outputs, resized = {}, set()
   for name, (w, h) in named_sizes:
+    if w < 1 or h < 1:  # a paired A|B image 1 pixel wide has an empty half
+      raise ImageFileError(f"Image {name} has an empty half ({w}x{h}): an A|B pair needs at least "
+                           f"2 columns.")
     rw, rh = image_files.resized_size(w, h, opts.preprocess, opts.load_size, opts.crop_size)
     resized.add((rh, rw))
     if rw < 1 or rh < 1:
@@ -319,7 +335,8 @@ def _check_sizes(named_sizes: list[tuple[str, tuple[int, int]]], opts: Options,
 def _file_sizes(files: _Files, paired: bool, half: int = 0) -> list[tuple[str, tuple[int, int]]]:
   out = []
   for info in files.infos or ():
-    size = (info.width, info.height)
+    # the size the pipeline sees: after the EXIF orientation (5-8 turn the image by 90 degrees)
+    size = (info.height, info.width) if info.orientation >= 5 else (info.width, info.height)
     if paired:
       size = image_files.paired_halves_size(*size)[half]
     out.append((repr(info.path), size))
@@ -734,10 +751,10 @@ def dataset_size(data_config: Any, split: str) -> int:
   UnalignedDataset), the number of A|B images paired (AlignedDataset); after max_dataset_size."""
   opts = options_from_config(data_config)
   if opts.paired:
-    return len(image_files.list_image_files(os.path.join(opts.path, split), opts.max_dataset_size))
+    return len(_folder_files(os.path.join(opts.path, split), opts, False)[0])
   if opts.source == "folder":
-    return max(len(image_files.list_image_files(os.path.join(opts.path, split + name),
-                                                opts.max_dataset_size)) for name in ("A", "B"))
+    return max(len(_folder_files(os.path.join(opts.path, split + name), opts, False)[0])
+               for name in ("A", "B"))
   if opts.source == "digits":
     data = _load_digits(split)
     sizes = [len(data[name]) for name in ("A", "B")]

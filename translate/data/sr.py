@@ -277,13 +277,13 @@ class _Images:
 
 def _folder_images(folder: str, max_size: int) -> _Images:
   from translate.data import images as image_files
-  from PIL import Image
+  from PIL import Image, ImageOps
   paths = image_files.list_image_files(folder, max_size)
   image_files.validate_images(paths)
 
   def load(i):
-    with Image.open(paths[i]) as im:
-      return _rgb(np.asarray(im.convert("RGB")), paths[i])
+    with Image.open(paths[i]) as im:  # upright (EXIF orientation), as every reader of files
+      return _rgb(np.asarray(ImageOps.exif_transpose(im).convert("RGB")), paths[i])
   return _Images(paths, load)
 
 

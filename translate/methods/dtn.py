@@ -279,14 +279,15 @@ def transfer_accuracy(train_images, train_labels, test_images, test_labels, step
                       batch_size: int = 64, seed: int = 0) -> float:
   """Accuracy on (test_images, test_labels) of a small classifier (`dtn_nets.SourceClassifier`)
   trained for `steps` on (train_images, train_labels) (images NHWC in [-1, 1] or uint8)."""
-  from translate.pretrained import source_classifier as sc
+  from translate.pretrained import classifiers
   train_images = np.asarray(train_images)
-  spec = sc.ClassifierSpec(
+  spec = classifiers.ClassifierSpec(
       name="transfer", module=dtn_nets.SourceClassifier(dropout_rate=0.0),
       load_data=lambda split: ((train_images, np.asarray(train_labels)) if split == "train"
                                else (np.asarray(test_images), np.asarray(test_labels))),
-      data_version="", steps=steps, batch_size=min(batch_size, len(train_images)))
-  _, acc = sc.train_classifier(spec, seed=seed)
+      data_version="", steps=steps, batch_size=min(batch_size, len(train_images)),
+      convert_per_batch=True)
+  _, acc = classifiers.train_classifier(spec, seed=seed)
   return acc
 
 

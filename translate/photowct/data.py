@@ -20,7 +20,7 @@ import functools
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 SOURCES = ("photos", "folder", "coco")
 # scikit-image's bundled colour and grey photos, and scikit-learn's two sample images.
@@ -69,12 +69,13 @@ def _folder_files(path: str, split: str) -> list[str]:
   files = images.list_image_files(root)
   if not files:
     raise images.ImageFileError(f"{root}: no image files ({', '.join(images.IMAGE_EXTENSIONS)}).")
+  images.validate_images(files)  # a bad file stops the run at start-up, naming it
   return files
 
 
 def _load_file(path: str) -> np.ndarray:
-  with Image.open(path) as im:
-    return _rgb(np.asarray(im.convert("RGB")))
+  with Image.open(path) as im:  # upright (EXIF orientation), as every reader of files
+    return _rgb(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
 
 
 def _coco(d, split: str, shuffle: bool, seed: int):

@@ -11,7 +11,9 @@ Two are built in, both registered with `translate.pretrained` (`load("digit_clas
   attribute_classifier  4 binary attributes (Bold, Italic, Serif, Inverted) of the styled printed digits:
                         StarGAN's protocol (Choi et al. 2018, Sec. 4.5), a classifier trained on real
                         images judging translations (`target_acc`). Random-shift augmentation, BCE.
-A method defines its own `ClassifierSpec` for other data (DTN's f is one trained on the source domain).
+A method defines its own `ClassifierSpec` for other data, with any Flax classifier as its network (DTN's
+f, `translate.pretrained.source_classifier`, and DIAT's styled-digit judge are such specs): this module
+holds the one trainer, cache, predictor and `Pretrained` wrapper they all use.
 
     python -m translate.pretrained.classifiers [--name=digit_classifier] [--cache_dir=DIR]
 
@@ -138,11 +140,13 @@ class ClassifierSpec:
       loss='softmax', float (N, K) 0/1 targets for loss='sigmoid'. Splits 'train' and 'test'.
   data_version: the data's version (part of the cache key).
   augment(key, images) -> images, or None.
+  module: a Flax classifier whose `__call__(x, train=False, ...)` takes NHWC 32x32 images in [-1, 1]
+      and returns logits (it may take more keyword options, passed through by `as_pretrained`).
   Training: Adam with a cosine-decayed learning rate (to 2% of `learning_rate`), batches drawn from
   a fresh permutation per epoch.
   """
   name: str
-  module: SmallCNN
+  module: nn.Module  # called as module(x, train=...) -> logits; SmallCNN for the built-ins
   load_data: Callable[[str], tuple[np.ndarray, np.ndarray]]
   data_version: str
   loss: str = "softmax"
@@ -150,6 +154,10 @@ class ClassifierSpec:
   steps: int = 1000
   batch_size: int = 64
   learning_rate: float = 2e-3
+  # uint8 training images: converted to float once up front (False), or per batch inside the step
+  # (True: for data sets too large to hold as float32, e.g. SVHN `extra`). Part of the recipe: the
+  # two round differently (XLA fuses the in-step division), so cached weights differ in the last bits.
+  convert_per_batch: bool = False
 
   def __post_init__(self):
     if self.loss not in ("softmax", "sigmoid"):
@@ -175,21 +183,22 @@ def test_accuracy(spec: ClassifierSpec, params, images, labels):
 def train_classifier(spec: ClassifierSpec, seed: int = 0, steps: int | None = None,
                      verbose: bool = False):
   """Trains `spec` on its 'train' split; returns (params, test accuracy)."""
-  steps = spec.steps if steps is None else steps
+  steps = spec.steps if steps is None else int(steps)
   train_images, train_labels = spec.load_data("train")
-  x = to_model_input(train_images)
+  x = jnp.asarray(train_images) if spec.convert_per_batch else to_model_input(train_images)
   y = jnp.asarray(train_labels)
   key = jax.random.PRNGKey(seed)
   key, init_key = jax.random.split(key)
-  params = spec.module.init(init_key, x[:1])["params"]
-  optimizer = optax.adam(optax.cosine_decay_schedule(spec.learning_rate, decay_steps=steps,
+  params = spec.module.init(init_key, to_model_input(x[:1]))["params"]
+  optimizer = optax.adam(optax.cosine_decay_schedule(spec.learning_rate, decay_steps=max(steps, 1),
                                                      alpha=0.02))
   opt_state = optimizer.init(params)
 
-  @jax.jit
-  def train_step(params, opt_state, key, index):
+  @jax.jit  # the data are arguments, not constants baked into the program
+  def train_step(params, opt_state, key, index, x, y):
     aug_key, dropout_key = jax.random.split(key)
-    images = spec.augment(aug_key, x[index]) if spec.augment else x[index]
+    images = to_model_input(x[index])
+    images = spec.augment(aug_key, images) if spec.augment else images
 
     def loss_fn(params):
       logits = spec.module.apply({"params": params}, images, train=True,
@@ -208,15 +217,16 @@ def train_classifier(spec: ClassifierSpec, seed: int = 0, steps: int | None = No
       order = np.concatenate([order, order_rng.permutation(x.shape[0])])
     index, order = order[:spec.batch_size], order[spec.batch_size:]
     key, step_key = jax.random.split(key)
-    params, opt_state, loss = train_step(params, opt_state, step_key, jnp.asarray(index))
+    params, opt_state, loss = train_step(params, opt_state, step_key, jnp.asarray(index), x, y)
     if verbose and (step + 1) % 250 == 0:
-      print(f"step {step + 1}/{steps}  loss {float(loss):.4f}  {time.time() - start:.1f}s", flush=True)
+      print(f"{spec.name}: step {step + 1}/{steps}  loss {float(loss):.4f}  "
+            f"{time.time() - start:.1f}s", flush=True)
   test_images, test_labels = spec.load_data("test")
   return params, test_accuracy(spec, params, test_images, test_labels)
 
 
 @functools.partial(jax.jit, static_argnames="module")
-def _logits_batch(params, images: jax.Array, module: SmallCNN) -> jax.Array:
+def _logits_batch(params, images: jax.Array, module: nn.Module) -> jax.Array:
   return module.apply({"params": params}, to_model_input(images))
 
 
@@ -243,7 +253,7 @@ def predict(spec: ClassifierSpec, params, images, batch_size: int = PREDICT_BATC
 
 def params_cache_path(spec: ClassifierSpec, cache_dir: str | os.PathLike | None = None,
                       seed: int = 0, steps: int | None = None) -> pathlib.Path:
-  steps = spec.steps if steps is None else steps
+  steps = spec.steps if steps is None else int(steps)
   return (digits.cache_dir(cache_dir)
           / f"{spec.name}-{spec.data_version}-seed{seed}-steps{steps}.msgpack")
 
@@ -271,17 +281,18 @@ def cached(spec: ClassifierSpec):
 
 
 @functools.lru_cache(maxsize=None)
-def _apply(module: SmallCNN):
+def _apply(module: nn.Module):
   """One apply function per network, so that every load of it hits the same jit cache entries."""
   return functools.partial(_apply_module, module)
 
 
-def _apply_module(module, params, images, features: bool = False):
-  return module.apply({"params": params}, to_model_input(images), features=features)
+def _apply_module(module, params, images, **options):
+  return module.apply({"params": params}, to_model_input(images), **options)
 
 
 def as_pretrained(spec: ClassifierSpec, params) -> pretrained.Pretrained:
-  """A frozen `Pretrained`: `net(images)` -> logits, `net(images, features=True)` -> (logits, hidden)."""
+  """A frozen `Pretrained`: `net(images)` -> logits; keyword options go to the network (SmallCNN:
+  `net(images, features=True)` -> (logits, hidden); DTN's f: `net(images, layers=(...))` -> dict)."""
   return pretrained.Pretrained(jax.tree_util.tree_map(jnp.asarray, params), _apply(spec.module),
                                spec.name)
 

@@ -16,62 +16,27 @@ trains (or loads) one and prints its source test accuracy and, for printed_digit
 MNIST test digits (how far f's knowledge carries over to the target domain; not used for anything).
 The first DTN training run trains f on first use; later runs read the cache.
 
-API (the shape of the project's shared classifier API, so that moving to it is mechanical):
-  ClassifierSpec(name, module, load_data(split) -> (images, labels), data_version, loss, augment,
-                 steps, batch_size, learning_rate)
-  load_or_train(spec, cache_dir=None, seed=0, steps=None) -> (params, test_accuracy)
-  as_pretrained(spec, params) -> translate.pretrained.Pretrained: `f(images)` -> logits,
-      `f(images, layers=('features', ...))` -> {layer: array} (images NHWC in [-1, 1]).
-  load(name, path=None, steps=None, data_dir="") -> Pretrained: a spec of `SPECS` (or svhn), from
-      `path` (a file written by load_or_train) or else the cache, trained on a miss.
+Training, the cache, prediction and the frozen wrapper are `translate.pretrained.classifiers`' (one
+copy for every cached classifier of the project); this module holds what is DTN's own: the specs
+(`PRINTED_DIGITS`, `svhn_spec`), their augmentation (`affine_and_stroke`) and `load(name, path)`, a
+spec of `SPECS` as a frozen `Pretrained` (`f(images)` -> logits, `f(images, layers=('features', ...))`
+-> {layer: array}; images NHWC in [-1, 1]) from `path` (a file written by `classifiers.load_or_train`)
+or else the cache, trained there on a miss.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
 import os
-import pathlib
 import time
-from typing import Any, Callable
 
-import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from translate.pretrained import Pretrained
 from translate.networks import dtn as dtn_nets
-
-PREDICT_BATCH = 500
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierSpec:
-  """A classifier and how to train it. `load_data(split)` gives (images NHWC uint8 in [0, 255] or
-  float in [-1, 1], int labels) for split 'train' or 'test'; `augment(key, images)` acts on float
-  batches in [-1, 1]. `name` and `data_version` make the cache key: bump the name's version whenever
-  the architecture or the recipe changes."""
-  name: str
-  module: nn.Module
-  load_data: Callable[[str], tuple[np.ndarray, np.ndarray]]
-  data_version: str
-  loss: str = "softmax"  # 'softmax' (class ids) | 'sigmoid' (binary attributes)
-  augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
-  steps: int = 1000
-  batch_size: int = 64
-  learning_rate: float = 2e-3
-
-
-def to_float(images) -> jax.Array:
-  """uint8 in [0, 255] -> float32 in [-1, 1]; float images are taken to be in [-1, 1] already."""
-  images = jnp.asarray(images)
-  if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 127.5 - 1.0
-  return images.astype(jnp.float32)
-
+from translate.pretrained import Pretrained
+from translate.pretrained import classifiers
+from translate.pretrained.classifiers import ClassifierSpec
 
 # ----------------------------------------------------------------------------------------------------
 # Augmentation
@@ -113,126 +78,6 @@ def affine_and_stroke(key: jax.Array, images: jax.Array, max_degrees: float = 15
 
 
 # ----------------------------------------------------------------------------------------------------
-# Training and the cache
-# ----------------------------------------------------------------------------------------------------
-def _loss(spec: ClassifierSpec, logits, labels):
-  if spec.loss == "softmax":
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  if spec.loss == "sigmoid":
-    return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
-  raise ValueError(f"Unknown classifier loss {spec.loss!r}; expected 'softmax' or 'sigmoid'.")
-
-
-def train_classifier(spec: ClassifierSpec, seed: int = 0, steps: int | None = None, verbose: bool = False
-          ) -> tuple[Any, float]:
-  """Trains `spec.module` on `spec.load_data('train')`: Adam with a cosine-decayed learning rate,
-  replacement-free epochs. Returns (params, accuracy on `spec.load_data('test')`)."""
-  steps = spec.steps if steps is None else int(steps)
-  train_images, train_labels = spec.load_data("train")
-  x, y = jnp.asarray(train_images), jnp.asarray(train_labels)
-  key, init_key = jax.random.split(jax.random.PRNGKey(seed))
-  params = spec.module.init(init_key, to_float(x[:1]))["params"]
-  optimizer = optax.adam(optax.cosine_decay_schedule(spec.learning_rate, max(steps, 1), alpha=0.02))
-  opt_state = optimizer.init(params)
-
-  @jax.jit  # the data are arguments, not constants baked into the program (SVHN extra is 1.6 GB)
-  def step(params, opt_state, key, index, x, y):
-    aug_key, dropout_key = jax.random.split(key)
-    images = to_float(x[index])
-    if spec.augment is not None:
-      images = spec.augment(aug_key, images)
-
-    def loss_fn(params):
-      logits = spec.module.apply({"params": params}, images, train=True,
-                                 rngs={"dropout": dropout_key})
-      return _loss(spec, logits, y[index])
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  order_rng = np.random.default_rng(seed)
-  order = np.empty(0, np.int64)
-  start = time.time()
-  for i in range(steps):
-    if order.size < spec.batch_size:  # a fresh permutation per epoch
-      order = np.concatenate([order, order_rng.permutation(x.shape[0])])
-    index, order = order[:spec.batch_size], order[spec.batch_size:]
-    key, step_key = jax.random.split(key)
-    params, opt_state, loss = step(params, opt_state, step_key, jnp.asarray(index), x, y)
-    if verbose and (i + 1) % 250 == 0:
-      print(f"{spec.name}: step {i + 1}/{steps}  loss {float(loss):.4f}  {time.time() - start:.1f}s",
-            flush=True)
-  test_images, test_labels = spec.load_data("test")
-  return params, accuracy(spec, params, test_images, test_labels)
-
-
-@functools.lru_cache(maxsize=None)
-def _apply_fn(module: nn.Module) -> Callable:
-  """One apply function per module (a static pytree field: equal modules share jit caches)."""
-
-  def apply(params, images, layers=None):
-    return module.apply({"params": params}, to_float(images), layers=layers)
-
-  return apply
-
-
-def as_pretrained(spec: ClassifierSpec, params) -> Pretrained:
-  """The trained classifier as a frozen network: `f(images)` -> logits, `f(images, layers=(...))` ->
-  {layer: array}."""
-  return Pretrained(jax.tree_util.tree_map(jnp.asarray, params), _apply_fn(spec.module), spec.name)
-
-
-@functools.partial(jax.jit, static_argnames="apply")
-def _predict_batch(params, images, apply):
-  return jnp.argmax(apply(params, images), axis=-1)
-
-
-def predict(spec: ClassifierSpec, params, images, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-  """Predicted class ids (int32 (N,)), in fixed-size batches (the last one padded)."""
-  images = np.asarray(images)
-  out = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    pad = batch_size - len(batch)
-    if pad:
-      batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
-    out.append(np.asarray(_predict_batch(params, batch, _apply_fn(spec.module)))[:batch_size - pad])
-  return np.concatenate(out).astype(np.int32) if out else np.zeros((0,), np.int32)
-
-
-def accuracy(spec: ClassifierSpec, params, images, labels) -> float:
-  return float(np.mean(predict(spec, params, images) == np.asarray(labels)))
-
-
-def params_cache_path(spec: ClassifierSpec, cache_dir: str | os.PathLike | None = None, seed: int = 0,
-               steps: int | None = None) -> pathlib.Path:
-  from translate.data import digits
-  steps = spec.steps if steps is None else int(steps)
-  return (digits.cache_dir(cache_dir)
-          / f"{spec.name}-{spec.data_version}-seed{seed}-steps{steps}.msgpack")
-
-
-def read(path: str | os.PathLike) -> tuple[Any, float]:
-  """(params, test accuracy) from a file written by `load_or_train`."""
-  state = flax.serialization.msgpack_restore(pathlib.Path(path).read_bytes())
-  return jax.tree_util.tree_map(jnp.asarray, state["params"]), float(state["test_accuracy"])
-
-
-def load_or_train(spec: ClassifierSpec, cache_dir: str | os.PathLike | None = None, seed: int = 0,
-                  steps: int | None = None, verbose: bool = False) -> tuple[Any, float]:
-  """(params, test accuracy): from the cache, else trained and cached (written atomically)."""
-  from translate.data import digits
-  path = params_cache_path(spec, cache_dir, seed, steps)
-  if path.exists():
-    return read(path)
-  params, test_accuracy = train_classifier(spec, seed, steps, verbose)
-  state = {"params": jax.device_get(params), "test_accuracy": np.float32(test_accuracy)}
-  digits.atomic_write_bytes(path, flax.serialization.msgpack_serialize(state))
-  return params, test_accuracy
-
-
-# ----------------------------------------------------------------------------------------------------
 # The specs
 # ----------------------------------------------------------------------------------------------------
 def _printed_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +89,7 @@ def _printed_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 PRINTED_DIGITS = ClassifierSpec(
     name="dtn-f-printed-digits-v1", module=dtn_nets.SourceClassifier(), load_data=_printed_digits,
     data_version="digits-v1", augment=affine_and_stroke, steps=1000, batch_size=64,
-    learning_rate=2e-3)
+    learning_rate=2e-3, convert_per_batch=True)
 
 
 def _tfds_arrays(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +109,7 @@ def svhn_spec(data_dir: str = "", steps: int = 5000) -> ClassifierSpec:
       name="dtn-f-svhn-v1", module=dtn_nets.SourceClassifier(),
       load_data=lambda split: _tfds_arrays("svhn_cropped", splits[split], data_dir or None),
       data_version="svhn_cropped-3", augment=affine_and_stroke, steps=steps, batch_size=128,
-      learning_rate=2e-3)
+      learning_rate=2e-3, convert_per_batch=True)
 
 
 SPECS = ("printed_digits", "svhn")
@@ -283,10 +128,9 @@ def load(name: str, path: str | os.PathLike | None = None, steps: int | None = N
   """The frozen f `name` from `path`, else the cache (trained there on a miss, `steps` steps)."""
   spec = spec_by_name(name, data_dir)
   if path:
-    params, _ = read(path)
-  else:
-    params, _ = load_or_train(spec, steps=steps or None, verbose=verbose)
-  return as_pretrained(spec, params)
+    return classifiers.load_pretrained(spec, path)
+  params, _ = classifiers.load_or_train(spec, steps=steps or None, verbose=verbose)
+  return classifiers.as_pretrained(spec, params)
 
 
 def main(argv=None) -> None:
@@ -300,15 +144,16 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   spec = spec_by_name(args.name, args.data_dir)
   start = time.time()
-  cached = params_cache_path(spec, args.cache_dir, args.seed, args.steps).exists()
-  params, test_accuracy = load_or_train(spec, args.cache_dir, args.seed, args.steps, verbose=True)
+  cached = classifiers.params_cache_path(spec, args.cache_dir, args.seed, args.steps).exists()
+  params, test_accuracy = classifiers.load_or_train(spec, args.cache_dir, args.seed, args.steps,
+                                                    verbose=True)
   print(f"{args.name} classifier {'loaded' if cached else 'trained'} in {time.time() - start:.1f}s")
   print(f"source test accuracy: {test_accuracy:.4f}")
   if args.name == "printed_digits":
     from translate.data import digits
     images, labels = digits.mnist_split("test")
     print(f"MNIST test accuracy (never trained on; information only): "
-          f"{accuracy(spec, params, images[..., :1], labels):.4f}")
+          f"{classifiers.test_accuracy(spec, params, images[..., :1], labels):.4f}")
 
 
 if __name__ == "__main__":
