@@ -29,17 +29,6 @@ if FAST_COMPILE_FLAGS and "xla_backend_optimization_level" not in os.environ.get
 GOLDEN_DIR = pathlib.Path(os.environ.get("TRANSLATE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 
 
-def pytest_collection_modifyitems(config, items):
-  """Tests that share a module-scoped fixture (a trained tiny run, a compiled network) run on one
-  pytest-xdist worker (`--dist loadgroup`, pyproject's addopts): spread over workers, each worker would
-  train that fixture again. Other tests are spread one by one."""
-  for item in items:
-    info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.values() if info is not None else ()
-    if any(d and d[-1].scope == "module" for d in defs):
-      item.add_marker(pytest.mark.xdist_group(item.path.name))
-
-
 def golden_required() -> bool:
   return (os.environ.get("TRANSLATE_REQUIRE_GOLDEN", "") == "1"
           or os.environ.get("CI", "").lower() in ("1", "true", "yes"))
