@@ -33,9 +33,8 @@ MULTI_OUTPUT = ("random_styles", "random_samples")  # predicts taking (images, r
 
 def identity_label_acc() -> float:
   """The judge's accuracy on the untranslated printed test digits (the split label_acc uses)."""
-  test = digits.load_split("test")
   params, _ = classifiers.cached(classifiers.DIGITS)
-  return float(np.mean(classifiers.predict(classifiers.DIGITS, params, test["A"]) == test["label_A"]))
+  return classifiers.identity_baseline(params, digits.load_split("test"))
 
 
 def outputs_per_input(p: inference.Predictor, images: np.ndarray, k: int, seed: int

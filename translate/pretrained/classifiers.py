@@ -339,6 +339,13 @@ def load_pretrained(spec: ClassifierSpec, path=None, cache_dir=None, seed: int =
   return as_pretrained(spec, params)
 
 
+def identity_baseline(params, test: dict) -> float:
+  """label_acc of no translation at all: the share of the untranslated printed digits of `test` (a
+  `digits.load_split('test')` dict) that the MNIST judge (`DIGITS`, weights `params`) reads as their
+  own label."""
+  return float(np.mean(predict(DIGITS, params, test["A"]) == test["label_A"]))
+
+
 load_digit_classifier = functools.partial(load_pretrained, DIGITS)
 load_attribute_classifier = functools.partial(load_pretrained, ATTRIBUTES)
 
@@ -358,7 +365,7 @@ def main(argv=None) -> None:
   print(f"{args.name} {'loaded' if was_cached else 'trained'} in {time.time() - start:.1f}s")
   if spec is DIGITS:
     test = digits.load_split("test", cache=args.cache_dir)
-    printed = float(np.mean(predict(spec, params, test["A"]) == test["label_A"]))
+    printed = identity_baseline(params, test)
     print(f"MNIST test accuracy:                    {accuracy:.4f} ({len(test['B'])} digits)")
     print(f"printed test digits, untranslated:      {printed:.4f} ({len(test['A'])} digits)"
           "  <- identity baseline")
