@@ -4,6 +4,8 @@ Golden files: outputs of the original PyTorch networks, kept beside the repo in 
 $TRANSLATE_GOLDEN_DIR). A user's clone has none, so parity tests skip with a reason there; in CI
 (CI=true, as .ci/run is run) or with TRANSLATE_REQUIRE_GOLDEN=1 a missing file fails the test instead.
 """
+import ast
+import functools
 import json
 import os
 import pathlib
@@ -28,6 +30,111 @@ FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_exp
 if FAST_COMPILE_FLAGS and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE_FLAGS).strip()
 GOLDEN_DIR = pathlib.Path(os.environ.get("TRANSLATE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Scheduling over pytest-xdist workers (`-n 2`)
+# ----------------------------------------------------------------------------------------------------
+# xdist's plain `load` hands out tests one by one in file order. Two things cost the suite minutes with
+# that: a module-scoped fixture (a trained tiny run) is built again on each worker that gets one of its
+# tests, and the slowest tests, late in the order, leave one worker busy while the other idles. So the
+# controller groups the tests that share a module-scoped fixture into one work unit (found by reading
+# the test file: fixtures with scope="module" and every fixture or test depending on them) and hands
+# out the units longest first, by the durations a previous run recorded in tests/durations.json
+# (`--record-durations=tests/durations.json` rewrites it; tests it does not list count 1 s).
+# (`--dist loadgroup` with xdist_group marks would do the grouping, but it is broken with pytest 9.2:
+# pytest-dev/pytest-xdist#1386.)
+DURATIONS_FILE = pathlib.Path(__file__).with_name("durations.json")
+
+
+def pytest_addoption(parser):
+  parser.addoption("--record-durations", default=None, metavar="PATH",
+                   help="write each test's setup + call + teardown seconds to PATH (JSON), which the "
+                        "xdist scheduler in tests/conftest.py reads from tests/durations.json")
+
+
+@functools.lru_cache(maxsize=None)
+def module_fixture_users(path: str) -> frozenset:
+  """Names of the tests in the file `path` that use a module-scoped fixture, directly or through
+  other fixtures of the same file."""
+  try:
+    tree = ast.parse(pathlib.Path(path).read_text())
+  except (OSError, SyntaxError):
+    return frozenset()
+  functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+  def fixture_scope(fn):
+    for d in fn.decorator_list:
+      if isinstance(d, ast.Call):
+        for kw in d.keywords:
+          if kw.arg == "scope" and isinstance(kw.value, ast.Constant):
+            return kw.value.value
+    return None
+
+  shared = {fn.name for fn in functions if fixture_scope(fn) in ("module", "package", "session")}
+  args = {fn.name: {a.arg for a in fn.args.args} for fn in functions}
+  changed = True
+  while changed:  # fixtures that depend on a shared fixture share it too
+    changed = False
+    for name, needs in args.items():
+      if name not in shared and not name.startswith("test") and needs & shared:
+        shared.add(name)
+        changed = True
+  return frozenset(n for n, needs in args.items() if n.startswith("test") and needs & shared)
+
+
+def work_unit(nodeid: str, rootdir: pathlib.Path) -> str:
+  """The xdist work unit of a test: its file's shared-fixture group, or the test alone."""
+  path, _, name = nodeid.partition("::")
+  if name.split("[")[0] in module_fixture_users(str(rootdir / path)):
+    return path + "::<module fixtures>"
+  return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  if config.getvalue("dist") != "load":
+    return None
+  from xdist.scheduler import LoadScopeScheduling
+
+  try:
+    durations = json.loads(DURATIONS_FILE.read_text())
+  except (OSError, ValueError):
+    durations = {}
+  rootdir = config.rootpath
+
+  class Scheduling(LoadScopeScheduling):
+    def _split_scope(self, nodeid):
+      return work_unit(nodeid, rootdir)
+
+    def schedule(self):
+      if self.collection is None and self.collection_is_completed and \
+          self._check_nodes_have_same_collection():
+        # Queue the units longest first. xdist's schedule() then fills this same ordered dict: keys
+        # already in it keep their place.
+        units = {}
+        for nodeid in next(iter(self.registered_collections.values())):
+          units.setdefault(self._split_scope(nodeid), []).append(nodeid)
+        cost = {u: sum(durations.get(n, 1.0) for n in ids) for u, ids in units.items()}
+        for unit in sorted(units, key=lambda u: -cost[u]):
+          self.workqueue[unit] = dict.fromkeys(units[unit], False)
+      super().schedule()
+
+  return Scheduling(config, log)
+
+
+_recorded: dict = {}
+
+
+def pytest_runtest_logreport(report):
+  _recorded[report.nodeid] = _recorded.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+  path = session.config.getoption("--record-durations")
+  if path and not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+    pathlib.Path(path).write_text(json.dumps({k: round(v, 2) for k, v in sorted(_recorded.items())},
+                                             indent=0) + "\n")
 
 
 def golden_required() -> bool:

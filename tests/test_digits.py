@@ -205,7 +205,7 @@ def test_short_training_learns_mnist_but_not_printed_digits(short_classifier, tm
 def test_load_or_train_loads_the_second_time(short_classifier, monkeypatch):
   cache, params, accuracy = short_classifier
   path = classifiers.params_cache_path(DIGITS, cache, steps=SHORT_STEPS)
-  assert [p.name for p in cache.iterdir()] == [path.name]
+  assert [p.name for p in cache.iterdir() if p.suffix != ".lock"] == [path.name]
 
   def no_training(*args, **kwargs):
     raise AssertionError("trained although the parameters were cached")
@@ -216,6 +216,35 @@ def test_load_or_train_loads_the_second_time(short_classifier, monkeypatch):
   import jax
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(loaded)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_concurrent_callers_train_once_and_share_the_cached_file(tmp_path, monkeypatch):
+  """Two callers asking for the same uncached classifier at once: one trains, the other waits for its
+  file and loads it (parallel test workers, two runs started together on an empty cache)."""
+  import threading
+  import time
+  trained = []
+
+  def slow_training(spec, seed, steps, verbose):
+    trained.append(threading.get_ident())
+    time.sleep(1.0)  # long enough for the other caller to find no file yet
+    return {"w": np.full((2,), float(len(trained)), np.float32)}, 0.5
+
+  monkeypatch.setattr(classifiers, "train_classifier", slow_training)
+  results = [None, None]
+
+  def call(i):
+    results[i] = classifiers.load_or_train(DIGITS, tmp_path, steps=3)
+
+  threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert len(trained) == 1
+  for params, accuracy in results:
+    np.testing.assert_array_equal(np.asarray(params["w"]), [1.0, 1.0])
+    assert accuracy == pytest.approx(0.5)
 
 
 def test_predict_accepts_uint8_and_float_and_any_batch(short_classifier):

@@ -19,6 +19,7 @@ import os
 import pathlib
 import tempfile
 
+import filelock
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -77,6 +78,17 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def filled_once(path: pathlib.Path) -> filelock.FileLock:
+  """A lock (`with filled_once(path): ...`) held while one process fills the cache file `path`.
+
+  Others that want the same file wait for it and then load it, instead of rendering or training the
+  same thing at the same time (parallel test workers, two runs started together on an empty cache).
+  The lock file `path`.lock stays behind; it is empty and harmless.
+  """
+  path.parent.mkdir(parents=True, exist_ok=True)
+  return filelock.FileLock(str(path) + ".lock")
 
 
 def _save_npz_atomic(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
@@ -305,15 +317,15 @@ def load_split(split: str, cache: str | os.PathLike | None = None, num_printed: 
   num_printed = NUM_PRINTED[split] if num_printed is None else int(num_printed)
   seed = PRINTED_SEED[split] if seed is None else int(seed)
   path = split_cache_path(split, num_printed, seed, cache)
-  if path.exists():
-    with np.load(path, allow_pickle=False) as data:
-      return {k: data[k] for k in ("A", "label_A", "B", "label_B")}
-
-  images_a, labels_a = printed_digits(num_printed, seed)
-  images_b, labels_b = mnist_split(split)
-  arrays = {"A": images_a, "label_A": labels_a, "B": images_b, "label_B": labels_b}
-  _save_npz_atomic(path, arrays)
-  return arrays
+  with filled_once(path):
+    if path.exists():
+      with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in ("A", "label_A", "B", "label_B")}
+    images_a, labels_a = printed_digits(num_printed, seed)
+    images_b, labels_b = mnist_split(split)
+    arrays = {"A": images_a, "label_A": labels_a, "B": images_b, "label_B": labels_b}
+    _save_npz_atomic(path, arrays)
+    return arrays
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -393,9 +405,10 @@ def load_styled_split(split: str, cache: str | os.PathLike | None = None,
     raise ValueError(f"split must be one of {tuple(NUM_STYLED)}, got {split!r}")
   num = NUM_STYLED[split] if num is None else int(num)
   path = cache_dir(cache) / f"{STYLED_VERSION}-{split}-n{num}-seed{STYLED_SEED[split]}.npz"
-  if path.exists():
-    with np.load(path, allow_pickle=False) as data:
-      return {k: data[k] for k in data.files}
-  arrays = styled_digits(num, STYLED_SEED[split])
-  _save_npz_atomic(path, arrays)
-  return arrays
+  with filled_once(path):
+    if path.exists():
+      with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+    arrays = styled_digits(num, STYLED_SEED[split])
+    _save_npz_atomic(path, arrays)
+    return arrays

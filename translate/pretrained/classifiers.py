@@ -262,16 +262,17 @@ def load_or_train(spec: ClassifierSpec, cache_dir: str | os.PathLike | None = No
                   steps: int | None = None, verbose: bool = False):
   """(params, test accuracy): loaded from the cache, else trained and then cached (atomically)."""
   path = params_cache_path(spec, cache_dir, seed, steps)
-  if path.exists():
-    # msgpack_restore needs no template, so loading does not pay for an init.
-    state = flax.serialization.msgpack_restore(path.read_bytes())
-    accuracy = state["test_accuracy"]
-    accuracy = float(accuracy) if np.ndim(accuracy) == 0 else np.asarray(accuracy)
-    return jax.tree_util.tree_map(jnp.asarray, state["params"]), accuracy
-  params, accuracy = train_classifier(spec, seed, steps, verbose)
-  state = {"params": jax.device_get(params), "test_accuracy": np.asarray(accuracy, np.float32)}
-  digits.atomic_write_bytes(path, flax.serialization.msgpack_serialize(state))
-  return params, accuracy
+  with digits.filled_once(path):  # a second process asking meanwhile waits, then loads
+    if path.exists():
+      # msgpack_restore needs no template, so loading does not pay for an init.
+      state = flax.serialization.msgpack_restore(path.read_bytes())
+      accuracy = state["test_accuracy"]
+      accuracy = float(accuracy) if np.ndim(accuracy) == 0 else np.asarray(accuracy)
+      return jax.tree_util.tree_map(jnp.asarray, state["params"]), accuracy
+    params, accuracy = train_classifier(spec, seed, steps, verbose)
+    state = {"params": jax.device_get(params), "test_accuracy": np.asarray(accuracy, np.float32)}
+    digits.atomic_write_bytes(path, flax.serialization.msgpack_serialize(state))
+    return params, accuracy
 
 
 @functools.lru_cache(maxsize=8)
