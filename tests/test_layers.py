@@ -541,6 +541,32 @@ def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mo
   np.testing.assert_allclose(dkernel, convert._KINDS["conv_transpose"][0](dw_ref), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["taps", "xla"])
+@pytest.mark.parametrize("k,s,p,cin,cout", [(7, 1, 3, 4, 3), (4, 2, 1, 3, 5), (3, 2, 0, 2, 2),
+                                            (4, 1, 1, 5, 1), (1, 1, 0, 3, 4)])
+def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, cin, cout):
+  # On CPU the kernel gradient is taken as per-tap matmuls (layers.conv); both forms must give the
+  # gradients of the correlation's definition, for a non-square input, strides and odd/even kernels.
+  monkeypatch.setattr(layers, "CONV_KERNEL_GRAD", mode)
+  x = _rng(45).normal(size=(2, 9, 7, cin)).astype(np.float32)
+  kernel = _rng(46).normal(size=(k, k, cin, cout)).astype(np.float32)
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
+  ho, wo = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
+  windows = np.stack([np.stack([xp[:, i * s:i * s + k, j * s:j * s + k] for j in range(wo)], 1)
+                      for i in range(ho)], 1)  # (b, ho, wo, k, k, cin)
+  y = layers.conv(jnp.asarray(x), jnp.asarray(kernel), s, ((p, p), (p, p)))
+  np.testing.assert_allclose(y, np.einsum("bhwklc,klco->bhwo", windows, kernel), rtol=1e-4, atol=1e-4)
+  g = _rng(47).normal(size=y.shape).astype(np.float32)
+  dx, dkernel = jax.jit(jax.grad(lambda x_, k_: jnp.sum(
+      layers.conv(x_, k_, s, ((p, p), (p, p))) * g), argnums=(0, 1)))(jnp.asarray(x), jnp.asarray(kernel))
+  np.testing.assert_allclose(dkernel, np.einsum("bhwklc,bhwo->klco", windows, g), rtol=1e-4, atol=1e-4)
+  dxp = np.zeros_like(xp)
+  for i in range(ho):
+    for j in range(wo):
+      dxp[:, i * s:i * s + k, j * s:j * s + k] += np.einsum("bo,klco->bklc", g[:, i, j], kernel)
+  np.testing.assert_allclose(dx, dxp[:, p:p + x.shape[1], p:p + x.shape[2]], rtol=1e-4, atol=1e-4)
+
+
 def test_conv_transpose_rejects_output_padding_not_below_stride():
   with pytest.raises(ValueError, match="output_padding"):
     jax.eval_shape(lambda: layers.ConvTranspose2d(2, 3, stride=2, padding=1, output_padding=2).init(

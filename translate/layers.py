@@ -111,6 +111,92 @@ def _conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0)),
       lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+# How `conv` computes its kernel gradient: "auto" (per-tap matmuls on CPU where the measured rule of
+# `_taps_pay_off` says so, XLA's own gradient elsewhere), "taps" or "xla". Set it to measure one against
+# the other (benchmarks/conv_grads.py).
+CONV_KERNEL_GRAD = "auto"
+
+
+def _conv_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding) -> Array:
+  """dL/dK of `_conv(x, K, stride, padding)` given dL/dy, as matrix products.
+
+  Per tap (i, j): the input pixels that tap sees, (C, N*Ho*Wo), times dy, (N*Ho*Wo, O). For a stride-1
+  layer with fewer output than input channels (an image-producing last layer, 64 -> 3) the roles swap:
+  one product of x, (C, N*H*W), with the k*k shifted copies of dy, (N*H*W, k*k*O).
+  """
+  n, ho, wo, o = dy.shape
+  c = x.shape[-1]
+  if stride == 1 and o < c:
+    (lo_h, hi_h), (lo_w, hi_w) = padding
+    # dy_ext[q + k-1-i] = dy[q - i + lo]: pixel q of x meets dy pixel q - i + lo through tap i
+    dy_ext = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (k - 1 - lo_h, k - 1 - hi_h, 0),
+                                                   (k - 1 - lo_w, k - 1 - hi_w, 0), (0, 0, 0)))
+    h, w = x.shape[1:3]
+    shifted = jnp.concatenate([dy_ext[:, k - 1 - i:k - 1 - i + h, k - 1 - j:k - 1 - j + w]
+                               for i in range(k) for j in range(k)], axis=-1)
+    dk = lax.dot_general(x.reshape(-1, c), shifted.reshape(-1, k * k * o), (((0,), (0,)), ((), ())),
+                         preferred_element_type=jnp.float32)  # (C, k*k*O)
+    return dk.reshape(c, k, k, o).transpose(1, 2, 0, 3)
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  dy = dy.reshape(-1, o)
+  taps = []
+  for i in range(k):
+    for j in range(k):
+      seen = lax.slice(x, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                       (1, stride, stride, 1))
+      taps.append(lax.dot_general(seen.reshape(-1, c), dy, (((0,), (0,)), ((), ())),
+                                  preferred_element_type=jnp.float32))
+  return jnp.stack(taps).reshape(k, k, c, o)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_fast_grad(x, kernel, stride, padding):
+  return _conv(x, kernel, stride, padding)
+
+
+def _cv_fwd(x, kernel, stride, padding):
+  return _conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _cv_bwd(stride, padding, residuals, dy):
+  x, kernel = residuals
+  _, vjp_x = jax.vjp(lambda x_: _conv(x_, kernel, stride, padding), x)
+  dk = _conv_kernel_grad_taps(x, dy, kernel.shape[0], stride, padding)
+  return vjp_x(dy)[0], dk.astype(kernel.dtype)
+
+
+_conv_fast_grad.defvjp(_cv_fwd, _cv_bwd)
+
+
+def _taps_pay_off(x_shape, kernel_shape) -> bool:
+  """Whether the matmul kernel gradient beats XLA:CPU's own: everywhere but on a handful of input
+  channels (an image-reading first layer), by benchmarks/conv_grads.py at 256 px, 2 cores (dK ms, XLA's
+  / matmuls): 3x3 256 -> 256 at 64 px 124 / 49, 7x7 64 -> 3 at 256 px 754 / 81, 4x4 512 -> 1 23 / 1.1,
+  3x3 s2 64 -> 128 65 / 40; but 7x7 3 -> 64 58 / 68 and 4x4 s2 3 -> 64 4.6 / 6.6."""
+  return kernel_shape[2] > 8
+
+
+def conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0))) -> Array:
+  """A convolution (cross-correlation, torch's `conv2d`) of NHWC `x` with an HWIO `kernel` (square),
+  zero `padding` ((top, bottom), (left, right)).
+
+  The forward pass and the input gradient are XLA's. On XLA:CPU the kernel gradient of some layers
+  (few output or input channels, large images: the 7x7 64 -> 3 output layer of CycleGAN's generator)
+  is off the fast convolution path, so there it is taken as per-tap matrix products instead
+  (`_conv_kernel_grad_taps`); see `CONV_KERNEL_GRAD` and benchmarks/conv_grads.py. Values are the same
+  up to float rounding.
+  """
+  mode = CONV_KERNEL_GRAD
+  if mode == "auto":
+    mode = "taps" if jax.default_backend() == "cpu" and _taps_pay_off(x.shape, kernel.shape) else "xla"
+  if mode == "xla":
+    return _conv(x, kernel, stride, padding)
+  if mode != "taps":
+    raise ValueError(f"CONV_KERNEL_GRAD must be 'auto', 'taps' or 'xla', got {mode!r}.")
+  padding = tuple(tuple(int(v) for v in pair) for pair in padding)
+  return _conv_fast_grad(x, kernel.astype(x.dtype), int(stride), padding)
+
+
 # How `conv_transpose` computes its kernel gradient: "auto" (the sub-pixel form on CPU, the dilated
 # convolution's own gradient elsewhere), "subpixel" or "dilated". Set it to measure one against the other.
 CONV_TRANSPOSE_GRAD = "auto"
@@ -184,7 +270,7 @@ def conv_transpose(x: Array, kernel: Array, stride: int, padding: int = 0,
   XLA:CPU, is a window-dilated convolution off the fast path (20 s instead of 0.2 s for a 128 -> 256 px,
   128 -> 64 channel layer of pix2pix's U-Net), so there the kernel gradient is taken through the
   sub-pixel form instead (`_conv_transpose_subpixel`: the same function as matmuls); see
-  `CONV_TRANSPOSE_GRAD` and benchmarks/conv_transpose.py. Values are the same up to float rounding.
+  `CONV_TRANSPOSE_GRAD` and benchmarks/conv_grads.py. Values are the same up to float rounding.
   """
   mode = CONV_TRANSPOSE_GRAD
   if mode == "auto":
@@ -269,7 +355,7 @@ class Conv2d(nn.Module):
     else:
       x = pad2d(x, self.padding, self.padding_mode)
       pads = ((0, 0), (0, 0))
-    y = _conv(x, kernel, self.stride, pads)
+    y = conv(x, kernel, self.stride, pads)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
     return y
