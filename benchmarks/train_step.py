@@ -90,8 +90,9 @@ def peak_memory_bytes() -> tuple[int, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host peak RSS"
 
 
-def run_case(name: str, iters: int, warmup: int, num_devices: int, dtype: str = "float32",
-             batch_per_device: int = 1) -> dict:
+def build_case(name: str, num_devices: int = 1, dtype: str = "float32", batch_per_device: int = 1):
+  """(config, step, state, batch, frozen) of a case: the jitted step, its initial state, a function
+  returning a fresh random batch, and the frozen networks."""
   spec, size, overrides = CASES[name]
   config = load_config(spec)
   config.update(overrides)
@@ -127,6 +128,13 @@ def run_case(name: str, iters: int, warmup: int, num_devices: int, dtype: str = 
   def batch():
     return parallel.shard_batch(host_batch(config.batch_size), mesh)
 
+  return config, step, state, batch, frozen
+
+
+def run_case(name: str, iters: int, warmup: int, num_devices: int, dtype: str = "float32",
+             batch_per_device: int = 1) -> dict:
+  config, step, state, batch, frozen = build_case(name, num_devices, dtype, batch_per_device)
+  size = CASES[name][1]
   t0 = time.perf_counter()
   lowered = step.lower(state, batch(), frozen)
   compiled = lowered.compile()
