@@ -60,15 +60,31 @@ def kind(name: str) -> str:
   return name
 
 
+def source_ops(hlo: str) -> dict:
+  """{HLO instruction name: 'forward|backward <jax primitive>'} from the op_name metadata."""
+  out = {}
+  for m in re.finditer(r'%([\w.\-]+) = [^\n]*?metadata=\{op_name="([^"]+)"', hlo):
+    path = m.group(2)
+    direction = "backward" if "transpose(" in path else "forward"
+    out[m.group(1)] = f"{direction} {path.rstrip(')').split('/')[-1]}"
+  return out
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--case", default="cyclegan_256", choices=sorted(train_step.CASES))
   parser.add_argument("--steps", type=int, default=2)
   parser.add_argument("--top", type=int, default=25)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--hlo", default="", help="also write the compiled step's HLO text to this file "
+                      "(to read what a fusion in the list holds)")
   args = parser.parse_args()
   config, step, state, batch, frozen = train_step.build_case(args.case, 1, args.dtype)
   compiled = step.lower(state, batch(), frozen).compile()
+  hlo = compiled.as_text()
+  if args.hlo:
+    with open(args.hlo, "w") as f:
+      f.write(hlo)
   state, _ = compiled(state, batch(), frozen)
   jax.block_until_ready(state)
   batches = [batch() for _ in range(args.steps)]
@@ -92,6 +108,12 @@ def main() -> None:
   by_kind: collections.Counter = collections.Counter()
   for name, sec in per_step.items():
     by_kind[kind(name)] += sec
+  sources = source_ops(hlo)
+  by_source: collections.Counter = collections.Counter()
+  for name, sec in per_step.items():
+    by_source[sources.get(name, "other " + kind(name))] += sec
+  print("by source op: " + ", ".join(f"{k} {v:.2f} s ({v / traced:.0%})"
+                                     for k, v in by_source.most_common(12)))
   print("by kind: " + ", ".join(f"{k} {v:.2f} s ({v / traced:.0%})" for k, v in by_kind.most_common(10)))
 
 
