@@ -542,13 +542,16 @@ def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mo
 
 
 @pytest.mark.parametrize("mode", ["taps", "xla"])
-@pytest.mark.parametrize("k,s,p,cin,cout", [(7, 1, 3, 4, 3), (4, 2, 1, 3, 5), (3, 2, 0, 2, 2),
-                                            (4, 1, 1, 5, 1), (1, 1, 0, 3, 4)])
-def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, cin, cout):
-  # On CPU the kernel gradient is taken as per-tap matmuls (layers.conv); both forms must give the
-  # gradients of the correlation's definition, for a non-square input, strides and odd/even kernels.
+@pytest.mark.parametrize("k,s,p,cin,cout,hw", [(7, 1, 3, 4, 3, (9, 7)), (4, 2, 1, 3, 5, (9, 7)),
+                                               (3, 2, 0, 2, 2, (9, 7)), (4, 1, 1, 5, 1, (9, 7)),
+                                               (1, 1, 0, 3, 4, (9, 7)), (3, 1, 1, 9, 10, (12, 11)),
+                                               (4, 2, 1, 10, 3, (20, 18))])
+def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, cin, cout, hw):
+  # On CPU the gradients are taken as per-tap matmuls (layers.conv: dK everywhere but on few input
+  # channels, dx on maps of at most 64 outputs); both forms must give the gradients of the
+  # correlation's definition, for non-square inputs, strides, odd/even kernels, small and larger maps.
   monkeypatch.setattr(layers, "CONV_KERNEL_GRAD", mode)
-  x = _rng(45).normal(size=(2, 9, 7, cin)).astype(np.float32)
+  x = _rng(45).normal(size=(2, *hw, cin)).astype(np.float32)
   kernel = _rng(46).normal(size=(k, k, cin, cout)).astype(np.float32)
   xp = np.pad(np.asarray(x, np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
   ho, wo = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
