@@ -570,6 +570,24 @@ def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, 
   np.testing.assert_allclose(dx, dxp[:, p:p + x.shape[1], p:p + x.shape[2]], rtol=1e-4, atol=1e-4)
 
 
+def test_conv_matmul_gradients_keep_float64(monkeypatch):
+  # float64 (the 8-device test runs some methods in it) must not be accumulated in float32: the matmul
+  # gradients must equal XLA's own to float64 rounding, for every branch (x taps, dy's shifted copies,
+  # small-map input gradient).
+  with jax.enable_x64(True):
+    for k, s, cin, cout, hw in [(3, 2, 9, 10, (12, 11)), (7, 1, 10, 3, (9, 9)), (4, 1, 12, 16, (5, 5))]:
+      x = jnp.asarray(_rng(50).normal(size=(2, *hw, cin)), jnp.float64)
+      kernel = jnp.asarray(_rng(51).normal(size=(k, k, cin, cout)), jnp.float64)
+      grads = {}
+      for mode in ("taps", "xla"):
+        monkeypatch.setattr(layers, "CONV_KERNEL_GRAD", mode)
+        grads[mode] = jax.grad(lambda a, b: jnp.sum(jnp.sin(layers.conv(a, b, s, ((1, 1), (1, 1))))),
+                               argnums=(0, 1))(x, kernel)
+      for ours, xla in zip(grads["taps"], grads["xla"]):
+        assert ours.dtype == jnp.float64
+        np.testing.assert_allclose(ours, xla, rtol=1e-12, atol=1e-12)
+
+
 def test_conv_transpose_rejects_output_padding_not_below_stride():
   with pytest.raises(ValueError, match="output_padding"):
     jax.eval_shape(lambda: layers.ConvTranspose2d(2, 3, stride=2, padding=1, output_padding=2).init(

@@ -104,6 +104,7 @@ def pad2d(x: Array, pad: int | tuple[int, int, int, int], mode: PaddingMode = "z
   return jnp.pad(x, widths, mode="edge")  # replicate
 
 
+
 def _conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0)),
           lhs_dilation: int = 1) -> Array:
   crop = None
@@ -138,6 +139,7 @@ def _conv_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding) ->
   """
   n, ho, wo, o = dy.shape
   c = x.shape[-1]
+  accumulate = jnp.promote_types(x.dtype, jnp.float32)  # float32 for bf16/f32, float64 stays float64
   if stride == 1 and o < c:
     (lo_h, hi_h), (lo_w, hi_w) = padding
     # dy_ext[q + k-1-i] = dy[q - i + lo]: pixel q of x meets dy pixel q - i + lo through tap i
@@ -147,7 +149,7 @@ def _conv_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding) ->
     shifted = jnp.concatenate([dy_ext[:, k - 1 - i:k - 1 - i + h, k - 1 - j:k - 1 - j + w]
                                for i in range(k) for j in range(k)], axis=-1)
     dk = lax.dot_general(x.reshape(-1, c), shifted.reshape(-1, k * k * o), (((0,), (0,)), ((), ())),
-                         preferred_element_type=jnp.float32)  # (C, k*k*O)
+                         preferred_element_type=accumulate)  # (C, k*k*O)
     return dk.reshape(c, k, k, o).transpose(1, 2, 0, 3)
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   dy = dy.reshape(-1, o)
@@ -157,7 +159,7 @@ def _conv_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding) ->
       seen = lax.slice(x, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
                        (1, stride, stride, 1))
       taps.append(lax.dot_general(seen.reshape(-1, c), dy, (((0,), (0,)), ((), ())),
-                                  preferred_element_type=jnp.float32))
+                                  preferred_element_type=accumulate))
   return jnp.stack(taps).reshape(k, k, c, o)
 
 
