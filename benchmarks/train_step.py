@@ -200,7 +200,8 @@ def run_with_reference(args, names: list[str]) -> None:
   dirs = {"cyclegan": args.reference_cyclegan_dir, "ugatit": args.reference_ugatit_dir}
   python = reference_python(args.reference_python)
   print(f"reference: {python}, iteration of the original code on CPU, batch 1 "
-        f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both")
+        f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both; "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} for both")
   print(f"{'case':16s} {'px':>4s} {'ours s/it':>9s} {'ref s/it':>9s} {'ref/ours':>8s} {'ours img/s':>10s} "
         f"{'compile s':>9s} {'ref 1st s':>9s} {'ours GB':>7s} {'ref GB':>6s}  ours: backend, peak kind")
   for name in names:
@@ -251,9 +252,18 @@ def main():
                       help="checkout of znxlwm/UGATIT-pytorch: time its iteration for ugatit_* beside ours")
   parser.add_argument("--reference_python", default=None,
                       help="a Python with torch for the references (default: this one, if it has torch)")
+  parser.add_argument("--glibc_tunables", default="glibc.malloc.hugetlb=1",
+                      help="on Linux, rerun this script with GLIBC_TUNABLES holding this (appended), so "
+                           "that ours and the reference run with it alike ('' leaves the environment "
+                           "as it is): huge pages for malloc spare XLA:CPU most page faults on its "
+                           "per-step buffers (launch/cpu.sh)")
   parser.add_argument("--no_header", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--json_result", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if args.glibc_tunables and sys.platform.startswith("linux") and args.glibc_tunables not in tunables:
+    env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, args.glibc_tunables])))
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
   names = (",".join(TINY_CASES) if args.cases == "tiny" else args.cases).split(",")
   unknown = [n for n in names if n not in CASES]
   if unknown:
@@ -266,7 +276,7 @@ def main():
   layers.CONV_KERNEL_GRAD = args.conv_kernel_grad
   if not args.no_header:
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
-    print(f"dtype {args.dtype}")
+    print(f"dtype {args.dtype}, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
     print(f"{'case':16s} {'px':>4s} {'batch':>5s} {'s/iter':>8s} {'img/s':>7s} {'compile s':>9s} "
           f"{'peak GB':>8s} {'TFLOP/s':>8s} {'MFU':>6s}  kind")
   if len(names) > 1:  # one process per case, so each peak-memory figure is that case's alone

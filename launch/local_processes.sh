@@ -32,7 +32,9 @@ for ((i = 0; i < n; i++)); do
     visible=$(seq -s, $((i * gpus)) $((i * gpus + gpus - 1)))
     env_vars=(CUDA_VISIBLE_DEVICES="$visible" XLA_PYTHON_CLIENT_PREALLOCATE=false)
   else
-    env_vars=(JAX_PLATFORMS=cpu XLA_FLAGS="--xla_force_host_platform_device_count=$cpu_devices")
+    # glibc.malloc.hugetlb=1: far fewer page faults on XLA:CPU's per-step buffers (launch/cpu.sh)
+    env_vars=(JAX_PLATFORMS=cpu XLA_FLAGS="--xla_force_host_platform_device_count=$cpu_devices"
+              GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1")
   fi
   cmd=(env "${env_vars[@]}" "$python" -m translate.train --config="$config" --workdir="$workdir"
        --coordinator_address="127.0.0.1:$port" --num_processes="$n" --process_id="$i" "$@")

@@ -248,6 +248,7 @@ def test_launchers_dry_run():
     assert "--coordinator_address=127.0.0.1:12345" in line and "--num_processes=3" in line
     assert f"--process_id={i}" in line and "--config.batch_size=12" in line
     assert "--workdir=/tmp/runs/x" in line and "xla_force_host_platform_device_count" in line
+    assert "glibc.malloc.hugetlb=1" in line
   pod = _dry_run("launch/tpu_pod.sh", "my-tpu", "us-central2-b", "configs/cyclegan.py:horse2zebra",
                  "gs://b/h2z", "--config.batch_size=64")
   assert "gcloud compute tpus tpu-vm ssh my-tpu --zone=us-central2-b --worker=all" in pod

@@ -15,6 +15,8 @@ results and warnings; --verbose also shows the libraries' INFO logs (orbax, absl
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 if __name__ == "__main__":  # before tensorflow/jax are imported: their C++ logs (translate.cli)
   from translate import cli
@@ -41,6 +43,10 @@ def main(argv):
                      f"{sorted(explicit)}. Give all three, or --distributed alone for auto-discovery.")
   if FLAGS.distributed or explicit:  # multi-host; without the three flags JAX discovers the cluster
     jax.distributed.initialize(**explicit)
+  if (jax.default_backend() == "cpu" and sys.platform.startswith("linux")
+      and "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", "")):
+    logging.info("On CPU, GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (as launch/cpu.sh sets it) makes each "
+                 "step ~10%% faster: fewer page faults on XLA's per-step buffers (README, Speed).")
   logging.info("Workdir %s: checkpoints, sample grids, TensorBoard logs.", FLAGS.workdir)
   with cli.errors_as_messages(FLAGS.verbose):
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
