@@ -588,6 +588,29 @@ def test_conv_matmul_gradients_keep_float64(monkeypatch):
         np.testing.assert_allclose(ours, xla, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("k,s,p,hw", [(3, 2, 1, (34, 29)), (4, 2, 1, (30, 33)), (3, 2, 0, (35, 32)),
+                                     (5, 2, 2, (31, 31)), (3, 3, 1, (40, 31)), (2, 2, 0, (24, 24))])
+def test_strided_conv_input_gradient_in_space_to_depth_form(monkeypatch, k, s, p, hw):
+  # The strided layers' input gradient taken through the space-to-depth form (forced here for every
+  # map size) equals XLA's own to float64 rounding: odd sizes (rows the conv never reads are cut),
+  # kernels not a multiple of the stride (zero taps), stride 3.
+  monkeypatch.setattr(layers, "S2D_MIN_OUTPUTS", 0)
+  calls = []
+  space_to_depth = layers._space_to_depth
+  monkeypatch.setattr(layers, "_space_to_depth", lambda *a: calls.append(a) or space_to_depth(*a))
+  with jax.enable_x64(True):
+    x = jnp.asarray(_rng(52).normal(size=(2, *hw, 9)), jnp.float64)
+    kernel = jnp.asarray(_rng(53).normal(size=(k, k, 9, 5)), jnp.float64)
+    grads = {}
+    for mode in ("taps", "xla"):
+      monkeypatch.setattr(layers, "CONV_KERNEL_GRAD", mode)
+      grads[mode] = jax.grad(lambda a, b: jnp.sum(jnp.sin(layers.conv(a, b, s, ((p, p), (p, p))))),
+                             argnums=(0, 1))(x, kernel)
+    assert calls and grads["taps"][0].shape == x.shape  # the form was used
+    for ours, xla in zip(grads["taps"], grads["xla"]):
+      np.testing.assert_allclose(ours, xla, rtol=1e-12, atol=1e-12)
+
+
 def test_conv_transpose_rejects_output_padding_not_below_stride():
   with pytest.raises(ValueError, match="output_padding"):
     jax.eval_shape(lambda: layers.ConvTranspose2d(2, 3, stride=2, padding=1, output_padding=2).init(

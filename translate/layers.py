@@ -208,12 +208,51 @@ def _conv_input_grad_taps(dy: Array, kernel: Array, x_shape, stride: int, paddin
   return dxp[:, lo_h:lo_h + x_shape[1], lo_w:lo_w + x_shape[2]]
 
 
+def _space_to_depth(x: Array, k: int, stride: int, padding) -> Array:
+  """The zero-padded x of a stride-s, k x k convolution as (N, Ho+M-1, Wo+M-1, s*s*C), M = ceil(k/s):
+  padded pixel (s*u + r, s*v + t) becomes pixel (u, v), channels (r, t, c). Rows and columns the
+  convolution never reads are cut, missing ones are zeros."""
+  (lo_h, hi_h), (lo_w, hi_w) = padding
+  n, h, w, c = x.shape
+  m = -(-k // stride)
+  hs = (h + lo_h + hi_h - k) // stride + m
+  ws = (w + lo_w + hi_w - k) // stride + m
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, stride * hs - h - lo_h, 0),
+                                           (lo_w, stride * ws - w - lo_w, 0), (0, 0, 0)))
+  xs = xp.reshape(n, hs, stride, ws, stride, c).transpose(0, 1, 3, 2, 4, 5)
+  return xs.reshape(n, hs, ws, stride * stride * c)
+
+
+def _space_to_depth_kernel(kernel: Array, stride: int) -> Array:
+  """(k, k, C, O) -> (M, M, s*s*C, O): tap (s*a + r, s*b + t) of the strided kernel is tap (a, b),
+  channels (r, t, c), of the stride-1 kernel on `_space_to_depth`'s input (zero past k)."""
+  k, _, c, o = kernel.shape
+  m = -(-k // stride)
+  kp = jnp.pad(kernel, ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
+  kp = kp.reshape(m, stride, m, stride, c, o).transpose(0, 2, 1, 3, 4, 5)
+  return kp.reshape(m, m, stride * stride * c, o)
+
+
+# `conv`'s input gradient of a strided layer goes through the space-to-depth form (a stride-1
+# convolution, whose input gradient XLA:CPU runs on its fast path; the strided form's is an
+# input-dilated convolution) when the kernel size is a multiple of the stride (no extra work), or when
+# the output has at least this many pixels (the zero taps of a 3x3 kernel cost less than the slow path).
+S2D_MIN_OUTPUTS = 128 * 128
+
+
 def _cv_bwd(stride, padding, residuals, dy):
   x, kernel = residuals
+  k = kernel.shape[0]
   if dy.shape[1] * dy.shape[2] <= 64:
     # On maps this small XLA:CPU turns the input gradient into a convolution with dy as its window,
     # off the fast path: U-GAT-IT's 4x4 1024 -> 2048 discriminator conv on a 6x6 map took 2-3 s.
     dx = _conv_input_grad_taps(dy, kernel, x.shape, stride, padding)
+  elif stride > 1 and (k % stride == 0 or dy.shape[1] * dy.shape[2] >= S2D_MIN_OUTPUTS):
+    # CycleGAN's 3x3 s2 64 -> 128 conv at 256 px: dx 26 -> 11 ms; PatchGAN's 4x4 s2 64 -> 128 at
+    # 128 px 3.6 -> 2.5 ms; but a 3x3 s2 64 -> 128 at 128 px 1.7 -> 3.0 ms (benchmarks/conv_grads.py).
+    sub = _space_to_depth_kernel(kernel, stride)
+    _, vjp_x = jax.vjp(lambda x_: _conv(_space_to_depth(x_, k, stride, padding), sub), x)
+    dx = vjp_x(dy)[0]
   else:
     _, vjp_x = jax.vjp(lambda x_: _conv(x_, kernel, stride, padding), x)
     dx = vjp_x(dy)[0]
@@ -236,11 +275,12 @@ def conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0))) -> 
   """A convolution (cross-correlation, torch's `conv2d`) of NHWC `x` with an HWIO `kernel` (square),
   zero `padding` ((top, bottom), (left, right)).
 
-  The forward pass and the input gradient are XLA's. On XLA:CPU the kernel gradient of some layers
-  (few output or input channels, large images: the 7x7 64 -> 3 output layer of CycleGAN's generator)
-  is off the fast convolution path, so there it is taken as per-tap matrix products instead
-  (`_conv_kernel_grad_taps`); see `CONV_KERNEL_GRAD` and benchmarks/conv_grads.py. Values are the same
-  up to float rounding.
+  The forward pass is XLA's. On XLA:CPU the kernel gradient of most layers is off the fast convolution
+  path (the 7x7 64 -> 3 output layer of CycleGAN's generator most of all), so there it is taken as
+  matrix products instead (`_conv_kernel_grad_taps`; see `CONV_KERNEL_GRAD`), and so is the input
+  gradient on maps of at most 64 outputs; a strided layer's input gradient goes through the
+  space-to-depth form (`S2D_MIN_OUTPUTS`). benchmarks/conv_grads.py times each form. Values are the
+  same up to float rounding.
   """
   mode = CONV_KERNEL_GRAD
   if mode == "auto":
