@@ -521,14 +521,16 @@ def _conv_transpose_grads_ref(x, weight_torch, g, stride, padding, output_paddin
   return dx, dw
 
 
+@pytest.mark.parametrize("hw", [(4, 3), (2, 2), (17, 16)])
 @pytest.mark.parametrize("mode", ["subpixel", "dilated"])
 @pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (2, 3, 2, 1),
                                       (4, 4, 0, 3)])
-def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, op):
-  # The kernel gradient is taken through the sub-pixel form on CPU (layers.conv_transpose); both forms
-  # must give torch's gradients, for a non-square input and every phase layout.
+def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, op, hw):
+  # The kernel gradient is taken through the sub-pixel form on CPU (layers.conv_transpose), and on
+  # small input maps (<= 64 pixels) the forward pass and the input gradient as per-tap matmuls;
+  # every form must give torch's values and gradients, for non-square inputs and every phase layout.
   monkeypatch.setattr(layers, "CONV_TRANSPOSE_GRAD", mode)
-  x = _rng(42).normal(size=(2, 4, 3, 3)).astype(np.float32)
+  x = _rng(42).normal(size=(2, *hw, 3)).astype(np.float32)
   weight_torch = _rng(43).normal(size=(3, 2, k, k)).astype(np.float32)
   kernel = convert._KINDS["conv_transpose"][0](weight_torch)
   y = layers.conv_transpose(jnp.asarray(x), jnp.asarray(kernel), s, p, op)
