@@ -523,15 +523,16 @@ def _conv_transpose_grads_ref(x, weight_torch, g, stride, padding, output_paddin
 
 @pytest.mark.parametrize("hw", [(4, 3), (2, 2), (17, 16)])
 @pytest.mark.parametrize("mode", ["subpixel", "dilated"])
-@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (2, 3, 2, 1),
-                                      (4, 4, 0, 3)])
-def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, op, hw):
-  # The kernel gradient is taken through the sub-pixel form on CPU (layers.conv_transpose), and on
+@pytest.mark.parametrize("k,s,p,op,cout", [(3, 2, 1, 1, 2), (4, 2, 1, 0, 2), (5, 3, 2, 2, 2),
+                                           (2, 3, 2, 1, 2), (4, 4, 0, 3, 2), (4, 2, 1, 0, 16)])
+def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, op, cout,
+                                                                 hw):
+  # On CPU the kernel gradient is taken through the sub-pixel form or per-tap matmuls, and on
   # small input maps (<= 64 pixels) the forward pass and the input gradient as per-tap matmuls;
   # every form must give torch's values and gradients, for non-square inputs and every phase layout.
   monkeypatch.setattr(layers, "CONV_TRANSPOSE_GRAD", mode)
   x = _rng(42).normal(size=(2, *hw, 3)).astype(np.float32)
-  weight_torch = _rng(43).normal(size=(3, 2, k, k)).astype(np.float32)
+  weight_torch = _rng(43).normal(size=(3, cout, k, k)).astype(np.float32)
   kernel = convert._KINDS["conv_transpose"][0](weight_torch)
   y = layers.conv_transpose(jnp.asarray(x), jnp.asarray(kernel), s, p, op)
   np.testing.assert_allclose(y, _conv_transpose_ref(x, weight_torch, s, p, op), rtol=1e-5, atol=1e-5)
