@@ -576,9 +576,10 @@ def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, 
 def test_conv_matmul_gradients_keep_float64(monkeypatch):
   # float64 (the 8-device test runs some methods in it) must not be accumulated in float32: the matmul
   # gradients must equal XLA's own to float64 rounding, for every branch (x taps, dy's shifted copies,
-  # small-map input gradient).
+  # per-row products, small-map input gradient), also with many channels.
   with jax.enable_x64(True):
-    for k, s, cin, cout, hw in [(3, 2, 9, 10, (12, 11)), (7, 1, 10, 3, (9, 9)), (4, 1, 12, 16, (5, 5))]:
+    for k, s, cin, cout, hw in [(3, 2, 9, 10, (12, 11)), (7, 1, 10, 3, (9, 9)), (4, 1, 12, 16, (5, 5)),
+                                (3, 1, 128, 130, (6, 5))]:
       x = jnp.asarray(_rng(50).normal(size=(2, *hw, cin)), jnp.float64)
       kernel = jnp.asarray(_rng(51).normal(size=(k, k, cin, cout)), jnp.float64)
       grads = {}
