@@ -548,7 +548,8 @@ def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mo
 @pytest.mark.parametrize("k,s,p,cin,cout,hw", [(7, 1, 3, 4, 3, (9, 7)), (4, 2, 1, 3, 5, (9, 7)),
                                                (3, 2, 0, 2, 2, (9, 7)), (4, 1, 1, 5, 1, (9, 7)),
                                                (1, 1, 0, 3, 4, (9, 7)), (3, 1, 1, 9, 10, (12, 11)),
-                                               (4, 2, 1, 10, 3, (20, 18)), (4, 1, 2, 6, 6, (8, 10))])
+                                               (4, 2, 1, 10, 3, (20, 18)), (4, 1, 2, 6, 6, (8, 10)),
+                                               (3, 1, 1, 12, 6, (9, 8))])
 def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, cin, cout, hw):
   # On CPU the gradients are taken as per-tap matmuls (layers.conv: dK everywhere but on few input
   # channels, dx on maps of at most 64 outputs); both forms must give the gradients of the
