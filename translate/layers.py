@@ -259,12 +259,22 @@ def _space_to_depth_kernel(kernel: Array, stride: int) -> Array:
 S2D_MIN_OUTPUTS = 128 * 128
 
 
+def _small_map(shape) -> bool:
+  """At most 64 pixels (H*W of an NHWC shape): maps on which XLA:CPU's convolutions take slow paths.
+  A conv's input gradient on such an output map: U-GAT-IT's 4x4 1024 -> 2048 discriminator conv on a
+  6x6 map took 2-3 s. Transposed convolutions on such an input map (U-Net's innermost, 1x1 to 8x8):
+  alone, XLA:CPU's form of the 2x2 -> 4x4, 1024 -> 512 layer took 35 ms, the per-tap one 9 ms (but 5
+  against 10 ms at 4x4), and their input gradients 21-42 ms against 10-14 ms; inside pix2pix's whole
+  step, taps on all of them measured best (0.374-0.387 s against 0.396-0.425 s with taps only on <= 4
+  pixels for the forward pass)."""
+  return shape[1] * shape[2] <= 64
+
+
 def _cv_bwd(stride, padding, residuals, dy):
   x, kernel = residuals
   k = kernel.shape[0]
-  if dy.shape[1] * dy.shape[2] <= 64:
-    # On maps this small XLA:CPU turns the input gradient into a convolution with dy as its window,
-    # off the fast path: U-GAT-IT's 4x4 1024 -> 2048 discriminator conv on a 6x6 map took 2-3 s.
+  if _small_map(dy.shape):
+    # XLA:CPU turns the input gradient into a convolution with dy as its window, off the fast path
     dx = _conv_input_grad_taps(dy, kernel, x.shape, stride, padding)
   elif stride > 1 and (k % stride == 0 or dy.shape[1] * dy.shape[2] >= S2D_MIN_OUTPUTS):
     # CycleGAN's 3x3 s2 64 -> 128 conv at 256 px: dx 26 -> 11 ms; PatchGAN's 4x4 s2 64 -> 128 at
@@ -275,7 +285,7 @@ def _cv_bwd(stride, padding, residuals, dy):
   else:
     _, vjp_x = jax.vjp(lambda x_: _conv(x_, kernel, stride, padding), x)
     dx = vjp_x(dy)[0]
-  dk = _conv_kernel_grad_taps(x, dy, kernel.shape[0], stride, padding)
+  dk = _conv_kernel_grad_taps(x, dy, k, stride, padding)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
@@ -377,50 +387,36 @@ def _conv_transpose_taps(x: Array, kernel: Array, stride: int, padding: int, out
   return y
 
 
-def _conv_transpose_input_grad_taps(dy: Array, kernel: Array, x_shape, stride: int, padding: int) -> Array:
-  """dL/dx of `_conv_transpose_taps` given dL/dy: dx[q] = sum over taps t of dy[lo + s*q - t] @ K[t]^T."""
+def _dy_per_tap(dy: Array, k: int, stride: int, padding: int, x_shape) -> list[Array]:
+  """For each tap t of a transposed convolution (row-major), the pixels of dy it wrote from the input
+  pixels q: dy[lo + s*q - t], (N, H, W, O), zeros past dy (lo = k-1-padding)."""
   n, h, w, _ = x_shape
-  k, s = kernel.shape[0], stride
   lo = k - 1 - padding
-  dyp = jnp.pad(dy, ((0, 0), (k, k), (k, k), (0, 0)))  # every index lo + s*q - t in range, zeros past dy
-  dx = None
-  for i in range(k):
-    for j in range(k):
-      seen = lax.slice(dyp, (0, lo - i + k, lo - j + k, 0),
-                       (n, lo - i + k + s * (h - 1) + 1, lo - j + k + s * (w - 1) + 1, dy.shape[-1]),
-                       (1, s, s, 1))
-      part = lax.dot_general(seen, kernel[i, j].astype(dy.dtype), (((3,), (1,)), ((), ())))
-      dx = part if dx is None else dx + part
-  return dx
+  dyp = jnp.pad(dy, ((0, 0), (k, k), (k, k), (0, 0)))  # every index lo + s*q - t in range
+  return [lax.slice(dyp, (0, lo - i + k, lo - j + k, 0),
+                    (n, lo - i + k + stride * (h - 1) + 1, lo - j + k + stride * (w - 1) + 1, dy.shape[-1]),
+                    (1, stride, stride, 1))
+          for i in range(k) for j in range(k)]
+
+
+def _conv_transpose_input_grad_taps(dy: Array, kernel: Array, x_shape, stride: int, padding: int) -> Array:
+  """dL/dx of the transposed convolution given dL/dy: dx[q] = sum over taps t of dy[lo + s*q - t] @ K[t]^T."""
+  k = kernel.shape[0]
+  parts = [lax.dot_general(wrote, kernel[t // k, t % k].astype(dy.dtype), (((3,), (1,)), ((), ())))
+           for t, wrote in enumerate(_dy_per_tap(dy, k, stride, padding, x_shape))]
+  return functools.reduce(jnp.add, parts)
 
 
 def _conv_transpose_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding: int) -> Array:
   """dL/dK of the transposed convolution given dL/dy, per tap t: x, (C, N*H*W), times the pixels of dy
   that tap wrote, dy[lo + s*q - t], (N*H*W, O): a strided slice of dy per tap, no patch matrix."""
-  n, h, w, c = x.shape
-  o = dy.shape[-1]
-  lo = k - 1 - padding
+  c, o = x.shape[-1], dy.shape[-1]
   accumulate = jnp.promote_types(x.dtype, jnp.float32)
-  dyp = jnp.pad(dy, ((0, 0), (k, k), (k, k), (0, 0)))  # every index lo + s*q - t in range, zeros past dy
   flat = x.reshape(-1, c)
-  taps = []
-  for i in range(k):
-    for j in range(k):
-      wrote = lax.slice(dyp, (0, lo - i + k, lo - j + k, 0),
-                        (n, lo - i + k + stride * (h - 1) + 1, lo - j + k + stride * (w - 1) + 1, o),
-                        (1, stride, stride, 1))
-      taps.append(lax.dot_general(flat, wrote.reshape(-1, o), (((0,), (0,)), ((), ())),
-                                  preferred_element_type=accumulate))
+  taps = [lax.dot_general(flat, wrote.reshape(-1, o), (((0,), (0,)), ((), ())),
+                          preferred_element_type=accumulate)
+          for wrote in _dy_per_tap(dy, k, stride, padding, x.shape)]
   return jnp.stack(taps).reshape(k, k, c, o)
-
-
-def _small_map(x_shape) -> bool:
-  """At most 64 input pixels: U-Net's innermost transposed convolutions (1x1 to 8x8 inputs). Alone,
-  XLA:CPU's form of the 2x2 -> 4x4, 1024 -> 512 layer took 35 ms, the per-tap one 9 ms (but 5 against
-  10 ms at 4x4), and their input gradients 21-42 ms against 10-14 ms; inside pix2pix's whole step,
-  taps on all of them measured best (0.374-0.387 s against 0.396-0.425 s with taps only on <= 4
-  pixels for the forward pass)."""
-  return x_shape[1] * x_shape[2] <= 64
 
 
 def _ct_forward(x, kernel, stride, padding, output_padding):
