@@ -365,6 +365,36 @@ def _np_iln(x, rho):
   return rho * _np_norm(x, (1, 2), ddof=1) + (1 - rho) * _np_norm(x, (1, 2, 3), ddof=1)
 
 
+@pytest.mark.parametrize("axes,unbiased", [((1, 2), False), ((0, 1, 2), False), ((1, 2, 3), True),
+                                            ((0,), False)])
+def test_standardize_value_and_gradient_equal_autodiff_of_the_formula(axes, unbiased):
+  # `_standardize` (BatchNorm, InstanceNorm and LayerNorm in training) has a hand-written backward pass;
+  # in float64 it must equal JAX's own gradient of (x - mean) / sqrt(var + eps) to rounding, through y
+  # and through the returned mean and variance (the running statistics' inputs).
+  with jax.enable_x64(True):
+    shape = (3, 5) if axes == (0,) else (2, 5, 6, 3)
+    x = jnp.asarray(_rng(60).normal(size=shape) * 3 + 1, jnp.float64)
+    w = jnp.asarray(_rng(61).normal(size=shape), jnp.float64)
+    stats_shape = np.mean(np.asarray(x), axis=axes, keepdims=True).shape
+    w_mean, w_var = (jnp.asarray(_rng(s).normal(size=stats_shape), jnp.float64) for s in (62, 63))
+
+    def formula(x):
+      mean, var = layers._moments(x, axes, unbiased)
+      return layers._normalize(x, mean, var, 1e-5), mean, var
+
+    def loss(fn, x):
+      y, mean, var = fn(x)
+      return jnp.sum(jnp.tanh(y) * w) + jnp.sum(mean * w_mean) + jnp.sum(var ** 2 * w_var)
+
+    ours = lambda x: layers._standardize(x, axes, 1e-5, unbiased)
+    for a, b in zip(ours(x), formula(x)):
+      np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    g_ours, g_ref = jax.grad(lambda x: loss(ours, x))(x), jax.grad(lambda x: loss(formula, x))(x)
+    assert g_ours.dtype == jnp.float64
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-11, atol=1e-12)
+    assert float(jnp.abs(g_ref).max()) > 1e-2  # the check has something to compare
+
+
 def test_iln_and_adalin_match_ugatit_formula():
   x = _x(25, (2, 3, 4, 5))
   iln = layers.ILN()
