@@ -29,7 +29,12 @@ each case runs ours in its own process, then the original training iteration in 
 (`benchmarks/reference_torch.py`, under `--reference_python`, a Python with torch; same --iters and
 --warmup; torch threads = the cores this process may use), and one table gives both s/iter, the ratio
 reference/ours (> 1: ours is faster), images/s, our compile time beside the reference's first
-iteration, and the peak memory of each process. Cases the originals lack (stargan_*, *_tiny) show "-".
+iteration, and the peak memory of each process. With `--rounds=R` this happens R times, the reference
+first in every other round; s/iter is then the median over rounds of each round's median, and a line
+above the table's row lists every round's figures. (Alternating single iterations of the two
+processes was tried and dropped: XLA:CPU maps and unmaps its ~0.9 GB step buffer every step, and
+right after the torch process ran, those fresh pages took up to 1.2 ms each to fault in instead of
+0.07 ms, which slowed our step by 10-40%, a cost no run on its own pays.) Cases the originals lack (stargan_*, *_tiny) show "-".
 
     .venv/bin/python benchmarks/train_step.py --cases=cyclegan_128,pix2pix_256 --iters=5 \
         --reference_cyclegan_dir=../pytorch-CycleGAN-and-pix2pix --reference_python=../torchenv/bin/python
@@ -200,21 +205,41 @@ def run_with_reference(args, names: list[str]) -> None:
   dirs = {"cyclegan": args.reference_cyclegan_dir, "ugatit": args.reference_ugatit_dir}
   python = reference_python(args.reference_python)
   print(f"reference: {python}, iteration of the original code on CPU, batch 1 "
-        f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both; "
+        f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both"
+        + (f", {args.rounds} rounds" if args.rounds > 1 else "") + "; "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} for both")
   print(f"{'case':16s} {'px':>4s} {'ours s/it':>9s} {'ref s/it':>9s} {'ref/ours':>8s} {'ours img/s':>10s} "
         f"{'compile s':>9s} {'ref 1st s':>9s} {'ours GB':>7s} {'ref GB':>6s}  ours: backend, peak kind")
   for name in names:
-    command = our_case_command(args, name) + ["--json_result"]
-    ours = tagged_json(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout,
-                       "OURS_RESULT", command)
-    ref = None
     ref_dir = dirs.get(REFERENCE_REPO.get(name))
-    if ref_dir:
-      command = [python, REFERENCE_SCRIPT, "--case", name, "--reference_dir", ref_dir,
-                 "--iters", str(args.iters), "--warmup", str(args.warmup)]
-      ref = tagged_json(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout,
-                        "REFERENCE_RESULT", command)
+    runs = {"ours": [], "ref": []}
+    for r in range(args.rounds if ref_dir else 1):
+      order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")  # each goes first in every other round
+      for side in order:
+        if side == "ours":
+          command = our_case_command(args, name) + ["--json_result"]
+          tag = "OURS_RESULT"
+        elif ref_dir:
+          command = [python, REFERENCE_SCRIPT, "--case", name, "--reference_dir", ref_dir,
+                     "--iters", str(args.iters), "--warmup", str(args.warmup)]
+          tag = "REFERENCE_RESULT"
+        else:
+          continue
+        out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+        runs[side].append(tagged_json(out, tag, command))
+    ours = dict(runs["ours"][0], s_per_iter=statistics.median(o["s_per_iter"] for o in runs["ours"]),
+                peak_mem_gb=max(o["peak_mem_gb"] for o in runs["ours"]))
+    ours["images_per_s"] = runs["ours"][0]["batch"] / ours["s_per_iter"]
+    ref = None
+    if runs["ref"]:
+      ref = dict(runs["ref"][0], s_per_iter=statistics.median(o["s_per_iter"] for o in runs["ref"]),
+                 peak_rss_gb=max(o["peak_rss_gb"] for o in runs["ref"]))
+      ratios = [b["s_per_iter"] / a["s_per_iter"] for a, b in zip(runs["ours"], runs["ref"])]
+      if len(ratios) > 1:
+        print(f"  ({name}, {len(ratios)} rounds: ours s/it "
+              + " ".join(f"{o['s_per_iter']:.3f}" for o in runs["ours"]) + ", reference s/it "
+              + " ".join(f"{o['s_per_iter']:.3f}" for o in runs["ref"]) + ", reference/ours per round "
+              + " ".join(f"{x:.2f}" for x in ratios) + ")")
       print(f"  ({name} reference: {ref['reference']}, torch {ref['torch']}, {ref['threads']} threads"
             + (f", imports stubbed: {', '.join(ref['stubbed'])}" if ref["stubbed"] else "") + ")")
     dash = lambda width: f"{'-':>{width}s}"  # noqa: E731
@@ -250,6 +275,10 @@ def main():
                            "cyclegan_*/pix2pix_256 beside ours")
   parser.add_argument("--reference_ugatit_dir", default=None,
                       help="checkout of znxlwm/UGATIT-pytorch: time its iteration for ugatit_* beside ours")
+  parser.add_argument("--rounds", type=int, default=1,
+                      help="with references: run ours and the reference this many times each, in turn "
+                           "(each goes first in every other round), and report the medians; the "
+                           "machine's speed drifts over minutes, and rounds spread that drift over both")
   parser.add_argument("--reference_python", default=None,
                       help="a Python with torch for the references (default: this one, if it has torch)")
   parser.add_argument("--glibc_tunables", default="glibc.malloc.hugetlb=1",
