@@ -7,8 +7,8 @@ For every layer shape of the reference networks (batch 1, NHWC, float32) it time
 run, each way `translate.layers` can compute it:
   conv:            XLA's own gradient of the convolution ('xla') and the kernel gradient as per-tap
                    matrix products ('taps', `layers.CONV_KERNEL_GRAD`);
-  conv_transpose:  the input-dilated convolution's own kernel gradient ('dilated') and the sub-pixel
-                   matmul form ('subpixel', `layers.CONV_TRANSPOSE_GRAD`).
+  conv_transpose:  the input-dilated convolution's own gradients ('dilated') and the kernel gradient
+                   as per-tap matrix products ('taps', `layers.CONV_TRANSPOSE_GRAD`).
 On XLA:CPU some kernel gradients fall off the fast convolution path (seconds instead of milliseconds);
 this is the probe that finds them. Each figure is the median of `--iters` calls after one warm-up call.
 """
@@ -80,7 +80,7 @@ def main() -> None:
       setting = "CONV_KERNEL_GRAD"
       op = lambda x_, k_: layers.conv(x_, k_, s, ((p, p), (p, p)))  # noqa: E731
     else:
-      forms = {"dilated": "dilated", "subpixel": "subpixel"}
+      forms = {"dilated": "dilated", "taps": "taps"}
       setting = "CONV_TRANSPOSE_GRAD"
       op = lambda x_, k_: layers.conv_transpose(x_, k_, s, p, 1 if k == 3 else 0)  # noqa: E731
     for form, value in forms.items():

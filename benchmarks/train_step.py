@@ -259,8 +259,8 @@ def main():
   parser.add_argument("--iters", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--devices", default="1", help="a number, or 'all'")
-  parser.add_argument("--conv_transpose_grad", default="auto", choices=("auto", "subpixel", "dilated"),
-                      help="how transposed convolutions take their kernel gradient "
+  parser.add_argument("--conv_transpose_grad", default="auto", choices=("auto", "taps", "dilated"),
+                      help="how transposed convolutions take their gradients "
                            "(translate.layers.CONV_TRANSPOSE_GRAD)")
   parser.add_argument("--conv_kernel_grad", default="auto", choices=("auto", "taps", "xla"),
                       help="how convolutions take their kernel gradient (translate.layers.CONV_KERNEL_GRAD)")

@@ -552,13 +552,13 @@ def _conv_transpose_grads_ref(x, weight_torch, g, stride, padding, output_paddin
 
 
 @pytest.mark.parametrize("hw", [(4, 3), (2, 2), (17, 16)])
-@pytest.mark.parametrize("mode", ["subpixel", "dilated"])
+@pytest.mark.parametrize("mode", ["taps", "dilated"])
 @pytest.mark.parametrize("k,s,p,op,cout", [(3, 2, 1, 1, 2), (4, 2, 1, 0, 2), (5, 3, 2, 2, 2),
                                            (2, 3, 2, 1, 2), (4, 4, 0, 3, 2), (4, 2, 1, 0, 16)])
 def test_conv_transpose_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, p, op, cout,
                                                                  hw):
-  # On CPU the kernel gradient is taken through the sub-pixel form or per-tap matmuls, and on
-  # small input maps (<= 64 pixels) the forward pass and the input gradient as per-tap matmuls;
+  # On CPU the kernel gradient is taken as per-tap matmuls, and on small input maps (<= 64 pixels)
+  # the forward pass and the input gradient as per-tap matmuls too;
   # every form must give torch's values and gradients, for non-square inputs and every phase layout.
   monkeypatch.setattr(layers, "CONV_TRANSPOSE_GRAD", mode)
   x = _rng(42).normal(size=(2, *hw, 3)).astype(np.float32)

@@ -190,14 +190,18 @@ def _conv_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding) ->
     dk = lax.dot_general(rows, shifted, (((0,), (0,)), ((), ())),
                          preferred_element_type=accumulate)  # (k*C, k*O)
     return dk.reshape(k, c, k, o).transpose(0, 2, 1, 3)
+  seen = [lax.slice(x, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                    (1, stride, stride, 1)).reshape(-1, c) for i in range(k) for j in range(k)]
+  if k % stride:
+    # dy channels-first (`_channels_first`) times each tap's pixels: CycleGAN's 3x3 s2 64 -> 128 at
+    # 256 px 12.8 -> 11.1 ms, 128 -> 256 at 128 px 9.0 -> 7.5 ms; PatchGAN's 4x4 s2 layers were as
+    # fast or slower so (5.1 / 5.2 ms), and keep the form below.
+    dyt = _channels_first(dy)
+    taps = [lax.dot(dyt, tap, preferred_element_type=accumulate) for tap in seen]  # each (O, C)
+    return jnp.stack(taps).reshape(k, k, o, c).transpose(0, 1, 3, 2)
   dy = dy.reshape(-1, o)
-  taps = []
-  for i in range(k):
-    for j in range(k):
-      seen = lax.slice(x, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
-                       (1, stride, stride, 1))
-      taps.append(lax.dot_general(seen.reshape(-1, c), dy, (((0,), (0,)), ((), ())),
-                                  preferred_element_type=accumulate))
+  taps = [lax.dot_general(tap, dy, (((0,), (0,)), ((), ())), preferred_element_type=accumulate)
+          for tap in seen]
   return jnp.stack(taps).reshape(k, k, c, o)
 
 
@@ -325,8 +329,8 @@ def conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0))) -> 
   return _conv_fast_grad(x, kernel.astype(x.dtype), int(stride), padding)
 
 
-# How `conv_transpose` computes its kernel gradient: "auto" (the sub-pixel form on CPU, the dilated
-# convolution's own gradient elsewhere), "subpixel" or "dilated". Set it to measure one against the other.
+# How `conv_transpose` computes its gradients: "auto" (per-tap matmuls on CPU, the dilated convolution's
+# own gradients elsewhere), "taps" or "dilated". Set it to measure one against the other.
 CONV_TRANSPOSE_GRAD = "auto"
 
 
@@ -335,40 +339,6 @@ def _conv_transpose_dilated(x: Array, kernel: Array, stride: int, padding: int,
   k = kernel.shape[0]
   lo, hi = k - 1 - padding, k - 1 - padding + output_padding
   return _conv(x, kernel, 1, ((lo, hi), (lo, hi)), lhs_dilation=stride)
-
-
-def _subpixel_kernel(kernel: Array, stride: int) -> Array:
-  """Correlation-form HWIO kernel (k, k, C, O) -> the (M, M, C, s*s*O) kernel of the sub-pixel form.
-
-  Output phase r (0 <= r < s along each axis) of a stride-s transposed convolution takes torch's taps
-  r, r + s, r + 2s, ... (M = ceil(k / s) of them, zero past k) on inputs q, q - 1, q - 2, ...; as a
-  stride-1 correlation over the input padded by M - 1, tap j of phase r is torch's tap r + s(M-1-j).
-  """
-  k, _, c, o = kernel.shape
-  m = -(-k // stride)
-  taps = jnp.pad(kernel[::-1, ::-1], ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
-  taps = taps.reshape(m, stride, m, stride, c, o)[::-1, :, ::-1]  # (j, r_h, j', r_w, C, O)
-  return taps.transpose(0, 2, 4, 1, 3, 5).reshape(m, m, c, stride * stride * o)
-
-
-def _conv_transpose_subpixel(x: Array, kernel: Array, stride: int, padding: int,
-                             output_padding: int) -> Array:
-  """The same transposed convolution as s*s stride-1 correlations written as ONE matrix product of
-  the input's M x M patches (M = ceil(k/s)) with the sub-pixel kernel, then depth-to-space and a crop.
-  Every op of it and of its gradients is a matmul, a pad, a slice or a transpose."""
-  b, h, w, _ = x.shape
-  k, s, p, op = kernel.shape[0], stride, padding, output_padding
-  m = -(-k // s)
-  sub = _subpixel_kernel(kernel, s)
-  o = kernel.shape[-1]
-  xp = jnp.pad(x, ((0, 0), (m - 1, m - 1), (m - 1, m - 1), (0, 0)))
-  qh, qw = h + m - 1, w + m - 1
-  patches = jnp.concatenate([xp[:, i:i + qh, j:j + qw] for i in range(m) for j in range(m)], axis=-1)
-  y = patches @ sub.reshape(-1, s * s * o).astype(x.dtype)
-  z = y.reshape(b, qh, qw, s, s, o).transpose(0, 1, 3, 2, 4, 5).reshape(b, qh * s, qw * s, o)
-  ho, wo = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
-  z = jnp.pad(z, ((0, 0), (0, max(p + ho - z.shape[1], 0)), (0, max(p + wo - z.shape[2], 0)), (0, 0)))
-  return z[:, p:p + ho, p:p + wo]
 
 
 def _conv_transpose_taps(x: Array, kernel: Array, stride: int, padding: int, output_padding: int) -> Array:
@@ -410,16 +380,26 @@ def _conv_transpose_input_grad_taps(dy: Array, kernel: Array, x_shape, stride: i
   return functools.reduce(jnp.add, parts)
 
 
+def _channels_first(a: Array) -> Array:
+  """(..., C) -> (C, prod(...)), materialised. A product over pixels of two NHWC arrays contracts the
+  leading dimension of both; XLA:CPU runs that form on Eigen, about 1.5x slower than the row-major
+  product it hands to YNNPACK, which needs one operand with the pixels contiguous. A transpose of its
+  own costs little (0.3 ms for CycleGAN's 128 px x 128 channel map); the barrier keeps XLA from folding
+  it back into the product."""
+  return lax.optimization_barrier(a.reshape(-1, a.shape[-1]).T)
+
+
 def _conv_transpose_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding: int) -> Array:
-  """dL/dK of the transposed convolution given dL/dy, per tap t: x, (C, N*H*W), times the pixels of dy
-  that tap wrote, dy[lo + s*q - t], (N*H*W, O): a strided slice of dy per tap, no patch matrix."""
-  c, o = x.shape[-1], dy.shape[-1]
+  """dL/dK of the transposed convolution given dL/dy, per tap t: x channels-first, (C, N*H*W), times the
+  pixels of dy that tap wrote, dy[lo + s*q - t], (N*H*W, O): a strided slice of dy per tap, no patch
+  matrix. With x channels-first (`_channels_first`), per layer: CycleGAN's 128 -> 64 at 128 px
+  18.1 -> 11.4 ms, 256 -> 128 at 64 px 10.6 -> 7.5 ms; U-Net's outermost 128 -> 3 15.5 -> 3.3 ms."""
+  o = dy.shape[-1]
   accumulate = jnp.promote_types(x.dtype, jnp.float32)
-  flat = x.reshape(-1, c)
-  taps = [lax.dot_general(flat, wrote.reshape(-1, o), (((0,), (0,)), ((), ())),
-                          preferred_element_type=accumulate)
+  xt = _channels_first(x)
+  taps = [lax.dot(xt, wrote.reshape(-1, o), preferred_element_type=accumulate)
           for wrote in _dy_per_tap(dy, k, stride, padding, x.shape)]
-  return jnp.stack(taps).reshape(k, k, c, o)
+  return jnp.stack(taps).reshape(k, k, x.shape[-1], o)
 
 
 def _ct_forward(x, kernel, stride, padding, output_padding):
@@ -444,17 +424,11 @@ def _ct_bwd(stride, padding, output_padding, residuals, dy):
   else:
     _, vjp_x = jax.vjp(lambda x_: _conv_transpose_dilated(x_, kernel, stride, padding, output_padding), x)
     dx = vjp_x(dy)[0]
-  k = kernel.shape[0]
-  if k % stride or kernel.shape[-1] < 16:
-    # The sub-pixel form computes (M*s)^2 taps for k^2 (16 for CycleGAN's 9) and copies x into an
-    # M*M patch matrix: per tap, CycleGAN's 3x3 s2 256 -> 128 layer at 64 px took 31 -> 11 ms, its
-    # 128 -> 64 at 128 px 49 -> 30 ms, U-Net's outermost 4x4 128 -> 3 34 -> 16 ms; U-Net's other
-    # 4x4 layers were as fast or faster in the sub-pixel form (14 / 14, 9 / 11 ms).
-    dk = _conv_transpose_kernel_grad_taps(x, dy, k, stride, padding)
-  else:
-    _, vjp_k = jax.vjp(lambda k_: _conv_transpose_subpixel(x, k_, stride, padding, output_padding),
-                       kernel)
-    dk = vjp_k(dy)[0]
+  # Per tap, x channels-first. The sub-pixel form (one product of x's M x M patches with a (M*s)^2-tap
+  # kernel, then depth-to-space) was slower on every layer measured: U-Net's 4x4 256 -> 64 at 64 px
+  # 15.1 against 7.4 ms, 512 -> 128 at 32 px 9.6 / 5.9, 1024 -> 256 at 16 px 7.8 / 6.7, 1024 -> 512
+  # at 8 px 7.0 / 6.5; for CycleGAN's 3x3 layers it computes 16 taps where 9 are needed.
+  dk = _conv_transpose_kernel_grad_taps(x, dy, kernel.shape[0], stride, padding)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
@@ -467,19 +441,18 @@ def conv_transpose(x: Array, kernel: Array, stride: int, padding: int = 0,
 
   The forward pass and the input gradient are the input-dilated convolution. Its kernel gradient, on
   XLA:CPU, is a window-dilated convolution off the fast path (20 s instead of 0.2 s for a 128 -> 256 px,
-  128 -> 64 channel layer of pix2pix's U-Net), so there the kernel gradient is taken through the
-  sub-pixel form instead (`_conv_transpose_subpixel`: the same function as matmuls); see
-  `CONV_TRANSPOSE_GRAD` and benchmarks/conv_grads.py. On inputs of at most 64 pixels the forward pass
-  and the input gradient are per-tap matmuls there too (`_small_map`). Values are the same up to float
-  rounding.
+  128 -> 64 channel layer of pix2pix's U-Net), so there the kernel gradient is taken as per-tap matrix
+  products instead (`_conv_transpose_kernel_grad_taps`); see `CONV_TRANSPOSE_GRAD` and
+  benchmarks/conv_grads.py. On inputs of at most 64 pixels the forward pass and the input gradient are
+  per-tap matmuls there too (`_small_map`). Values are the same up to float rounding.
   """
   mode = CONV_TRANSPOSE_GRAD
   if mode == "auto":
-    mode = "subpixel" if jax.default_backend() == "cpu" else "dilated"
+    mode = "taps" if jax.default_backend() == "cpu" else "dilated"
   if mode == "dilated" or stride == 1:
     return _conv_transpose_dilated(x, kernel, stride, padding, output_padding)
-  if mode != "subpixel":
-    raise ValueError(f"CONV_TRANSPOSE_GRAD must be 'auto', 'subpixel' or 'dilated', got {mode!r}.")
+  if mode != "taps":
+    raise ValueError(f"CONV_TRANSPOSE_GRAD must be 'auto', 'taps' or 'dilated', got {mode!r}.")
   return _conv_transpose_fast_grad(x, kernel.astype(x.dtype), stride, padding, output_padding)
 
 
