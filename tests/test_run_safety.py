@@ -56,6 +56,23 @@ def test_num_train_steps_past_the_schedule_is_refused(tmp_path):
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.parametrize("key,value", [("log_every", 0), ("checkpoint_every", 0), ("sample_every", -1),
+                                       ("eval_every", -5)])
+def test_step_intervals_out_of_range_are_refused_at_start(key, value):
+  config = tiny_config("cyclegan")
+  config[key] = value
+  with pytest.raises(ValueError, match=f"{key} must be >= "):
+    loop.validate_config(config, methods.get("cyclegan"))
+
+
+def test_sample_every_zero_writes_samples_at_the_end_only(tmp_path):
+  config = tiny_config("cyclegan", batch_size=2)
+  config.data.max_dataset_size = 4
+  config.num_train_steps, config.sample_every = 3, 0
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert sorted(os.listdir(tmp_path / "run" / "samples")) == ["step_00000003.png"]
+
+
 def test_skip_nonfinite_steps_leaves_the_learned_state_unchanged():
   # The toy method of the contract test (a generator, a discriminator, a frozen feature network):
   # the same jitted step as any method's, compiled in seconds.

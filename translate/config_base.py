@@ -117,7 +117,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   # Run length: epochs (n_epochs + n_epochs_decay) unless capped; num_train_steps > 0 caps the run.
   c.num_train_steps = -1
   c.log_every = 100  # steps between scalar logs and progress lines
-  c.sample_every = 1000  # steps between image grids (TensorBoard + PNG in workdir/samples)
+  c.sample_every = 1000  # steps between image grids (TensorBoard, PNG in workdir/samples); 0: end only
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
   c.eval_every = 0  # steps between evaluations (0: only at the end)

@@ -29,6 +29,12 @@ def validate_config(config: ml_collections.ConfigDict, method: base.Method) -> d
   """Checks that fail at start-up rather than hours into a run; returns the method's derived values."""
   if config.batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {config.batch_size}.")
+  for key in ("log_every", "checkpoint_every"):
+    if config[key] < 1:
+      raise ValueError(f"{key} must be >= 1 (steps), got {config[key]}.")
+  for key in ("sample_every", "eval_every"):
+    if config[key] < 0:
+      raise ValueError(f"{key} must be >= 0 (steps; 0: only at the end), got {config[key]}.")
   dtype = config.get("dtype", "float32")
   if dtype not in training.COMPUTE_DTYPES:
     raise ValueError(f"config.dtype must be one of {training.COMPUTE_DTYPES}, got {dtype!r}.")
@@ -278,7 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           logging.info("step %d/%d | %.2f steps/s | ETA %s | %s", step, total_steps, rate,
                        _format_seconds(eta), " ".join(f"{k} {v:.3f}" for k, v in
                                                       sorted(scalars.items()) if k.startswith("loss_")))
-        if step % config.sample_every == 0 or step == total_steps:
+        if (config.sample_every > 0 and step % config.sample_every == 0) or step == total_steps:
           write_samples(step)
         if config.eval_every > 0 and step % config.eval_every == 0 and step != total_steps:
           results = run_eval(step)
