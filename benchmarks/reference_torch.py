@@ -222,6 +222,19 @@ def time_ugatit_repo(torch, ref_dir: str, size: int, flags: list[str], n: int):
   return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
+# repository kind -> (a file every checkout of it has, the repository)
+REPOSITORIES = {"cyclegan": ("models/cycle_gan_model.py", "junyanz/pytorch-CycleGAN-and-pix2pix"),
+                "ugatit": ("UGATIT.py", "znxlwm/UGATIT-pytorch")}
+
+
+def reference_dir_problem(kind: str, ref_dir: str) -> str | None:
+  """Why `ref_dir` cannot be the checkout for `kind` ('cyclegan' or 'ugatit'), or None."""
+  marker, repository = REPOSITORIES[kind]
+  if not os.path.isfile(os.path.join(ref_dir, marker)):
+    return f"{ref_dir} has no {marker}; it should be a checkout of {repository}"
+  return None
+
+
 def reference_commit(ref_dir: str) -> str:
   try:
     out = subprocess.run(["git", "-C", ref_dir, "rev-parse", "--short=12", "HEAD"], capture_output=True,
@@ -247,11 +260,9 @@ def main():
   args = parser.parse_args()
   kind, size, flags = CASES[args.case]
   ref_dir = os.path.abspath(args.reference_dir)
-  marker = {"cyclegan": "models/cycle_gan_model.py", "ugatit": "UGATIT.py"}[kind]
-  if not os.path.isfile(os.path.join(ref_dir, marker)):
-    raise SystemExit(f"--reference_dir={ref_dir} has no {marker}: case {args.case} needs a checkout of "
-                     + {"cyclegan": "junyanz/pytorch-CycleGAN-and-pix2pix",
-                        "ugatit": "znxlwm/UGATIT-pytorch"}[kind])
+  problem = reference_dir_problem(kind, ref_dir)
+  if problem:
+    raise SystemExit(f"--reference_dir: {problem} (case {args.case})")
   try:
     import torch
   except ImportError:

@@ -58,6 +58,9 @@ import numpy as np  # noqa: E402
 
 from translate import layers, loop, methods, parallel, training  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_torch  # noqa: E402  (benchmarks/reference_torch.py: imports no torch at module level)
+
 CASES = {
     "cyclegan_128": ("configs/cyclegan.py:horse2zebra", 128, {}),
     "cyclegan_256": ("configs/cyclegan.py:horse2zebra", 256, {}),
@@ -203,7 +206,15 @@ def reference_python(flag_value: str | None) -> str:
 def run_with_reference(args, names: list[str]) -> None:
   """Ours and the original, each case in two processes in turn, printed as one table."""
   dirs = {"cyclegan": args.reference_cyclegan_dir, "ugatit": args.reference_ugatit_dir}
-  python = reference_python(args.reference_python)
+  flags = {"cyclegan": "--reference_cyclegan_dir", "ugatit": "--reference_ugatit_dir"}
+  kinds = {REFERENCE_REPO[n] for n in names if dirs.get(REFERENCE_REPO.get(n))}
+  for kind in sorted(kinds):  # checked before anything is timed
+    problem = reference_torch.reference_dir_problem(kind, os.path.abspath(dirs[kind]))
+    if problem:
+      raise SystemExit(f"{flags[kind]}: {problem}")
+  python = reference_python(args.reference_python) if kinds else "none (no case here has an original)"
+  if kinds and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+    raise SystemExit(f"--reference_python={python} is not an executable file")
   print(f"reference: {python}, iteration of the original code on CPU, batch 1 "
         f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both"
         + (f", {args.rounds} rounds" if args.rounds > 1 else "") + "; "
@@ -253,11 +264,13 @@ def run_with_reference(args, names: list[str]) -> None:
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
-                      help=f"comma-separated names, or 'tiny' for {', '.join(TINY_CASES)}")
-  parser.add_argument("--iters", type=int, default=10)
-  parser.add_argument("--warmup", type=int, default=2)
+                      help=f"comma-separated names out of {', '.join(CASES)}, or 'tiny' for "
+                           f"{', '.join(TINY_CASES)}")
+  parser.add_argument("--iters", type=int, default=10, help="timed steps (the median is reported)")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
   parser.add_argument("--devices", default="1", help="a number, or 'all'")
   parser.add_argument("--conv_transpose_grad", default="auto", choices=("auto", "taps", "dilated"),
                       help="how transposed convolutions take their gradients "
