@@ -284,10 +284,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           logging.info("step %d/%d | %.2f steps/s | ETA %s | %s", step, total_steps, rate,
                        _format_seconds(eta), " ".join(f"{k} {v:.3f}" for k, v in
                                                       sorted(scalars.items()) if k.startswith("loss_")))
+        paused = time.time()
         if (config.sample_every > 0 and step % config.sample_every == 0) or step == total_steps:
           write_samples(step)
         if config.eval_every > 0 and step % config.eval_every == 0 and step != total_steps:
           results = run_eval(step)
+        t_last += time.time() - paused  # steps/s and the ETA count training time only
         stop = preemption.requested or ckpt.reached_preemption(step)
         if step % config.checkpoint_every == 0 or step == total_steps or stop:
           check_pending()  # never save a state that came from a non-finite step
