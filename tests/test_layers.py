@@ -607,7 +607,7 @@ def test_conv_gradients_match_definition_in_both_forms(monkeypatch, mode, k, s, 
 def test_conv_matmul_gradients_keep_float64(monkeypatch):
   # float64 (the 8-device test runs some methods in it) must not be accumulated in float32: the matmul
   # gradients must equal XLA's own to float64 rounding, for every branch (x taps, dy's shifted copies,
-  # per-row products, small-map input gradient), also with many channels.
+  # the row-block product, small-map input gradient), also with many channels.
   with jax.enable_x64(True):
     for k, s, cin, cout, hw in [(3, 2, 9, 10, (12, 11)), (7, 1, 10, 3, (9, 9)), (4, 1, 12, 16, (5, 5)),
                                 (3, 1, 128, 130, (6, 5))]:

@@ -13,6 +13,7 @@ Conventions (the converter in `translate.convert` relies on them):
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Literal, Sequence
 
 import flax.linen as nn
@@ -128,6 +129,15 @@ def _conv(x: Array, kernel: Array, stride: int = 1, padding=((0, 0), (0, 0)),
 # `_taps_pay_off` says so, XLA's own gradient elsewhere), "taps" or "xla". Set it to measure one against
 # the other (benchmarks/conv_grads.py).
 CONV_KERNEL_GRAD = "auto"
+
+
+def _channels_first(a: Array) -> Array:
+  """(..., C) -> (C, prod(...)), materialised. A product over pixels of two NHWC arrays contracts the
+  leading dimension of both; XLA:CPU runs that form on Eigen, about 1.5x slower than the row-major
+  product it hands to YNNPACK, which needs one operand with the pixels contiguous. A transpose of its
+  own costs little (0.3 ms for CycleGAN's 128 px x 128 channel map); the barrier keeps XLA from folding
+  it back into the product."""
+  return lax.optimization_barrier(a.reshape(-1, a.shape[-1]).T)
 
 
 def _conv_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding) -> Array:
@@ -380,15 +390,6 @@ def _conv_transpose_input_grad_taps(dy: Array, kernel: Array, x_shape, stride: i
   return functools.reduce(jnp.add, parts)
 
 
-def _channels_first(a: Array) -> Array:
-  """(..., C) -> (C, prod(...)), materialised. A product over pixels of two NHWC arrays contracts the
-  leading dimension of both; XLA:CPU runs that form on Eigen, about 1.5x slower than the row-major
-  product it hands to YNNPACK, which needs one operand with the pixels contiguous. A transpose of its
-  own costs little (0.3 ms for CycleGAN's 128 px x 128 channel map); the barrier keeps XLA from folding
-  it back into the product."""
-  return lax.optimization_barrier(a.reshape(-1, a.shape[-1]).T)
-
-
 def _conv_transpose_kernel_grad_taps(x: Array, dy: Array, k: int, stride: int, padding: int) -> Array:
   """dL/dK of the transposed convolution given dL/dy, per tap t: x channels-first, (C, N*H*W), times the
   pixels of dy that tap wrote, dy[lo + s*q - t], (N*H*W, O): a strided slice of dy per tap, no patch
@@ -626,9 +627,7 @@ def _moments(x: Array, axes: Sequence[int], unbiased: bool = False) -> tuple[Arr
   mean = jnp.mean(x32, axis=axes, keepdims=True)
   var = jnp.mean(jnp.square(x32 - mean), axis=axes, keepdims=True)  # two-pass: no cancellation
   if unbiased:
-    n = 1
-    for a in axes:
-      n *= x.shape[a]
+    n = math.prod(x.shape[a] for a in axes)
     var = var * (n / max(n - 1, 1))
   return mean, var
 
@@ -651,8 +650,7 @@ def _standardize(x: Array, axes: tuple[int, ...], eps: float, unbiased: bool = F
 
 def _standardize_parts(x, axes, eps, unbiased):
   mean, var = _moments(x, axes, unbiased)
-  inv = lax.rsqrt(var + eps)
-  return ((upcast(x) - mean) * inv).astype(x.dtype), mean, var, inv
+  return _normalize(x, mean, var, eps), mean, var, lax.rsqrt(var + eps)  # (XLA computes rsqrt once)
 
 
 def _standardize_fwd(x, axes, eps, unbiased):
@@ -665,9 +663,7 @@ def _standardize_bwd(axes, eps, unbiased, residuals, cotangents):
   #   dx = inv * (g - mean(g) - s * xhat * mean(g * xhat)) + g_mean / n + g_var * s * 2 (x - mean) / n.
   x, mean, inv = residuals
   g, g_mean, g_var = cotangents
-  n = 1
-  for a in axes:
-    n *= x.shape[a]
+  n = math.prod(x.shape[a] for a in axes)
   s = n / max(n - 1, 1) if unbiased else 1.0
   centred = upcast(x) - mean
   xhat = centred * inv
