@@ -29,12 +29,13 @@ each case runs ours in its own process, then the original training iteration in 
 (`benchmarks/reference_torch.py`, under `--reference_python`, a Python with torch; same --iters and
 --warmup; torch threads = the cores this process may use), and one table gives both s/iter, the ratio
 reference/ours (> 1: ours is faster), images/s, our compile time beside the reference's first
-iteration, and the peak memory of each process. With `--rounds=R` this happens R times, the reference
-first in every other round; s/iter is then the median over rounds of each round's median, and a line
-above the table's row lists every round's figures. (Alternating single iterations of the two
-processes was tried and dropped: XLA:CPU maps and unmaps its ~0.9 GB step buffer every step, and
-right after the torch process ran, those fresh pages took up to 1.2 ms each to fault in instead of
-0.07 ms, which slowed our step by 10-40%, a cost no run on its own pays.) Cases the originals lack (stargan_*, *_tiny) show "-".
+iteration, and the peak memory of each process. Cases the originals lack (stargan_*, *_tiny) show "-".
+With `--rounds=R` this happens R times, the reference first in every other round; s/iter is then the
+median over rounds of each round's median, and a line above the table's row lists every round's
+figures. (Alternating single iterations of the two processes was tried and dropped: XLA:CPU maps and
+unmaps its ~0.9 GB step buffer every step, and right after the torch process ran, those fresh pages
+took up to 1.2 ms each to fault in instead of 0.07 ms, which slowed our step by 10-40%, a cost no run
+on its own pays.)
 
     .venv/bin/python benchmarks/train_step.py --cases=cyclegan_128,pix2pix_256 --iters=5 \
         --reference_cyclegan_dir=../pytorch-CycleGAN-and-pix2pix --reference_python=../torchenv/bin/python
@@ -223,19 +224,14 @@ def run_with_reference(args, names: list[str]) -> None:
         f"{'compile s':>9s} {'ref 1st s':>9s} {'ours GB':>7s} {'ref GB':>6s}  ours: backend, peak kind")
   for name in names:
     ref_dir = dirs.get(REFERENCE_REPO.get(name))
+    sides = {"ours": (our_case_command(args, name) + ["--json_result"], "OURS_RESULT")}
+    if ref_dir:
+      sides["ref"] = ([python, REFERENCE_SCRIPT, "--case", name, "--reference_dir", ref_dir,
+                       "--iters", str(args.iters), "--warmup", str(args.warmup)], "REFERENCE_RESULT")
     runs = {"ours": [], "ref": []}
     for r in range(args.rounds if ref_dir else 1):
-      order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")  # each goes first in every other round
-      for side in order:
-        if side == "ours":
-          command = our_case_command(args, name) + ["--json_result"]
-          tag = "OURS_RESULT"
-        elif ref_dir:
-          command = [python, REFERENCE_SCRIPT, "--case", name, "--reference_dir", ref_dir,
-                     "--iters", str(args.iters), "--warmup", str(args.warmup)]
-          tag = "REFERENCE_RESULT"
-        else:
-          continue
+      for side in (sides if r % 2 == 0 else reversed(sides)):  # each goes first in every other round
+        command, tag = sides[side]
         out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         runs[side].append(tagged_json(out, tag, command))
     ours = dict(runs["ours"][0], s_per_iter=statistics.median(o["s_per_iter"] for o in runs["ours"]),
