@@ -182,6 +182,7 @@ def our_case_command(args, name: str) -> list[str]:
   return [sys.executable, os.path.abspath(__file__), "--cases", name, "--iters", str(args.iters),
           "--warmup", str(args.warmup), "--devices", args.devices, "--no_header",
           "--conv_transpose_grad", args.conv_transpose_grad, "--conv_kernel_grad", args.conv_kernel_grad,
+          "--winograd", args.winograd,
           "--dtype", args.dtype,
           "--batch_per_device", str(args.batch_per_device), "--peak_tflops", str(args.peak_tflops)]
 
@@ -273,6 +274,8 @@ def main():
                            "(translate.layers.CONV_TRANSPOSE_GRAD)")
   parser.add_argument("--conv_kernel_grad", default="auto", choices=("auto", "taps", "xla"),
                       help="how convolutions take their kernel gradient (translate.layers.CONV_KERNEL_GRAD)")
+  parser.add_argument("--winograd", default="auto", choices=("auto", "on", "off"),
+                      help="3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (translate.layers.WINOGRAD)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="config.dtype: the networks' compute dtype (mixed precision)")
   parser.add_argument("--batch_per_device", type=int, default=1)
@@ -312,6 +315,7 @@ def main():
   num_devices = jax.device_count() if args.devices == "all" else int(args.devices)
   layers.CONV_TRANSPOSE_GRAD = args.conv_transpose_grad
   layers.CONV_KERNEL_GRAD = args.conv_kernel_grad
+  layers.WINOGRAD = args.winograd
   if not args.no_header:
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s): {jax.devices()[0].device_kind}")
     print(f"dtype {args.dtype}, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")

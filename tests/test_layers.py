@@ -9,6 +9,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import optax
 import pytest
@@ -644,6 +645,72 @@ def test_strided_conv_input_gradient_in_space_to_depth_form(monkeypatch, k, s, p
     assert calls and grads["taps"][0].shape == x.shape  # the form was used
     for ours, xla in zip(grads["taps"], grads["xla"]):
       np.testing.assert_allclose(ours, xla, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pads,cin,cout,hw", [(((1, 1), (1, 1)), 9, 10, (12, 11)), (((0, 0), (0, 0)), 3, 5, (9, 8)),
+                                              (((1, 0), (0, 2)), 4, 4, (7, 7)), (((2, 2), (2, 2)), 6, 3, (5, 10))])
+def test_winograd_conv_matches_definition(monkeypatch, pads, cin, cout, hw):
+  # Winograd F(2x2, 3x3), forced on for these small layers: values and both gradients equal the
+  # correlation's definition for odd and even output sizes (an odd one gets an extra zero row or column
+  # that is cut off again), asymmetric and no padding, a batch of two.
+  monkeypatch.setattr(layers, "WINOGRAD", "on")
+  calls = []
+  padded = layers._conv3x3_winograd_padded
+  monkeypatch.setattr(layers, "_conv3x3_winograd_padded", lambda *a: calls.append(a) or padded(*a))
+  x = _rng(60).normal(size=(2, *hw, cin)).astype(np.float32)
+  kernel = _rng(61).normal(size=(3, 3, cin, cout)).astype(np.float32)
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), *pads, (0, 0)))
+  ho, wo = xp.shape[1] - 2, xp.shape[2] - 2
+  windows = np.stack([np.stack([xp[:, i:i + 3, j:j + 3] for j in range(wo)], 1) for i in range(ho)], 1)
+  y = layers.conv(jnp.asarray(x), jnp.asarray(kernel), 1, pads)
+  assert calls  # the Winograd form was used
+  np.testing.assert_allclose(y, np.einsum("bhwklc,klco->bhwo", windows, kernel), rtol=1e-4, atol=1e-4)
+  g = _rng(62).normal(size=y.shape).astype(np.float32)
+  dx, dkernel = jax.jit(jax.grad(lambda x_, k_: jnp.sum(layers.conv(x_, k_, 1, pads) * g),
+                                 argnums=(0, 1)))(jnp.asarray(x), jnp.asarray(kernel))
+  np.testing.assert_allclose(dkernel, np.einsum("bhwklc,bhwo->klco", windows, g), rtol=1e-4, atol=1e-4)
+  dxp = np.zeros_like(xp)
+  for i in range(ho):
+    for j in range(wo):
+      dxp[:, i:i + 3, j:j + 3] += np.einsum("bo,klco->bklc", g[:, i, j], kernel)
+  (lo_h, _), (lo_w, _) = pads
+  np.testing.assert_allclose(dx, dxp[:, lo_h:lo_h + hw[0], lo_w:lo_w + hw[1]], rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_transforms_are_exact_in_float64():
+  # In exact arithmetic the Winograd form is the convolution: in float64 its values and gradients equal
+  # XLA's convolution to float64 rounding (a wrong transform coefficient shows as an O(1) error).
+  with jax.enable_x64(True):
+    x = jnp.asarray(_rng(63).normal(size=(2, 9, 6, 5)), jnp.float64)
+    kernel = jnp.asarray(_rng(64).normal(size=(3, 3, 5, 7)), jnp.float64)
+    pads = ((1, 1), (0, 1))
+    ours = jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(layers._conv3x3_winograd_padded(a, b, pads))),
+                              argnums=(0, 1))(x, kernel)
+    xla = jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(lax.conv_general_dilated(
+        a, b, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")))), argnums=(0, 1))(x, kernel)
+    np.testing.assert_allclose(ours[0], xla[0], rtol=1e-12)
+    for a, b in zip(ours[1], xla[1]):
+      assert a.dtype == jnp.float64
+      np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_winograd_rule(monkeypatch):
+  # "auto": 3x3 stride-1 float32 layers with >= WINOGRAD_MIN_CHANNELS in and out channels, on CPU only
+  # (benchmarks/conv_grads.py: slower than the direct forms on 64 or fewer channels).
+  x = jnp.zeros((1, 8, 8, 128), jnp.float32)
+  on_cpu = jax.default_backend() == "cpu"
+  assert layers._winograd_applies(x, jnp.zeros((3, 3, 128, 256)), 1) == on_cpu
+  assert not layers._winograd_applies(x, jnp.zeros((3, 3, 128, 64)), 1)
+  assert not layers._winograd_applies(x, jnp.zeros((3, 3, 128, 128)), 2)
+  assert not layers._winograd_applies(x, jnp.zeros((4, 4, 128, 128)), 1)
+  assert not layers._winograd_applies(x.astype(jnp.bfloat16), jnp.zeros((3, 3, 128, 128)), 1)
+  monkeypatch.setattr(layers, "WINOGRAD", "on")
+  assert layers._winograd_applies(x, jnp.zeros((3, 3, 128, 2)), 1)
+  monkeypatch.setattr(layers, "WINOGRAD", "off")
+  assert not layers._winograd_applies(x, jnp.zeros((3, 3, 128, 256)), 1)
+  monkeypatch.setattr(layers, "WINOGRAD", "yes")
+  with pytest.raises(ValueError, match="WINOGRAD must be"):
+    layers.conv(x, jnp.zeros((3, 3, 128, 128)), 1, ((1, 1), (1, 1)))
 
 
 def test_conv_transpose_rejects_output_padding_not_below_stride():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import nchw_to_nhwc, nhwc_to_nchw
-from translate import convert
+from translate import convert, layers
 
 TOLERANCE = 1e-4  # max abs diff, as the golden README asks for a float32 port
 
@@ -22,7 +22,9 @@ def _max_diff(a, b):
   return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def test_cyclegan_resnet_6blocks(golden_state_dict):
+@pytest.mark.parametrize("winograd", ["auto", "on"])  # "on": the 3x3 convs as Winograd F(2x2, 3x3)
+def test_cyclegan_resnet_6blocks(golden_state_dict, monkeypatch, winograd):
+  monkeypatch.setattr(layers, "WINOGRAD", winograd)
   state_dict, g = golden_state_dict("cyclegan_resnet6_ngf8.npz")
   module, variables = convert.from_torch("cyclegan_resnet", state_dict, input_nc=3, output_nc=3,
                                          ngf=8, n_blocks=6, norm="instance")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import max_diff_nchw, nchw_to_nhwc
-from translate import convert
+from translate import convert, layers
 from translate.networks import munit
 
 TOL = 1e-4
@@ -18,7 +18,9 @@ def _style(s):  # reference style codes are (B, style_dim, 1, 1); ours (B, style
   return np.asarray(s).reshape(s.shape[0], -1)
 
 
-def test_adaingen_matches_torch(golden_network):
+@pytest.mark.parametrize("winograd", ["auto", "on"])  # "on": the 3x3 convs as Winograd F(2x2, 3x3)
+def test_adaingen_matches_torch(golden_network, monkeypatch, winograd):
+  monkeypatch.setattr(layers, "WINOGRAD", winograd)
   module, v, g = golden_network("munit_adaingen_d8_s8_mlp16_r2.npz", "munit_generator")
   with jax.default_matmul_precision("highest"):
     content, style = module.apply(v, nchw_to_nhwc(g["input"]), method=module.encode)

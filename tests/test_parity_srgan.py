@@ -6,15 +6,18 @@ the PReLU indices .1 / .2, the discriminator's BN-less first block) is covered t
 """
 import jax
 import numpy as np
+import pytest
 
 from tests.conftest import max_diff_nchw, nchw_to_nhwc
-from translate import convert
+from translate import convert, layers
 
 G_FILE = "srgan_generator_c16_b2_x4.npz"
 D_FILE = "srgan_discriminator_c1_b8_fc1024.npz"
 
 
-def test_generator_eval_mode(golden_network):
+@pytest.mark.parametrize("winograd", ["auto", "on"])  # "on": the 3x3 convs as Winograd F(2x2, 3x3)
+def test_generator_eval_mode(golden_network, monkeypatch, winograd):
+  monkeypatch.setattr(layers, "WINOGRAD", winograd)
   module, variables, g = golden_network(G_FILE, "srgan_generator")
   with jax.default_matmul_precision("highest"):
     out = module.apply(variables, nchw_to_nhwc(g["input"]), train=False)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import max_diff_nchw, nchw_to_nhwc, nhwc_to_nchw
-from translate import convert
+from translate import convert, layers
 from translate.networks import stargan
 
 G_FILE = "stargan_generator_c8_c5_r2.npz"
@@ -25,7 +25,9 @@ def test_generator_eval_mode_uses_running_stats(golden_network):
   assert max_diff_nchw(out, g["output"]) <= 1e-4
 
 
-def test_generator_train_mode_uses_instance_stats(golden_network):
+@pytest.mark.parametrize("winograd", ["auto", "on"])  # "on": the 3x3 convs as Winograd F(2x2, 3x3)
+def test_generator_train_mode_uses_instance_stats(golden_network, monkeypatch, winograd):
+  monkeypatch.setattr(layers, "WINOGRAD", winograd)
   module, variables, g = golden_network(G_FILE, "stargan_generator")
   x = nchw_to_nhwc(g["input"])
   with jax.default_matmul_precision("highest"):

@@ -19,7 +19,9 @@ DISCRIMINATOR_FILES = ["ugatit_discriminator_local_n5_ndf8.npz",
 
 
 @pytest.mark.parametrize("name", GENERATOR_FILES)
-def test_generator_matches_torch(name, golden_network):
+@pytest.mark.parametrize("winograd", ["auto", "on"])  # "on": the 3x3 convs as Winograd F(2x2, 3x3)
+def test_generator_matches_torch(name, golden_network, monkeypatch, winograd):
+  monkeypatch.setattr(layers, "WINOGRAD", winograd)
   module, variables, g = golden_network(name, "ugatit_generator")
   with jax.default_matmul_precision("highest"):
     out, cam_logit, heatmap = module.apply(variables, nchw_to_nhwc(g["input"]))
