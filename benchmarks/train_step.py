@@ -214,9 +214,19 @@ def run_with_reference(args, names: list[str]) -> None:
     problem = reference_torch.reference_dir_problem(kind, os.path.abspath(dirs[kind]))
     if problem:
       raise SystemExit(f"{flags[kind]}: {problem}")
+  for kind in sorted(k for k in dirs if dirs[k] and k not in kinds):
+    print(f"warning: {flags[kind]} is given but no case in --cases={','.join(names)} has that original")
+  if kinds and (args.batch_per_device != 1 or args.devices != "1"):
+    raise SystemExit("the originals are timed at batch 1 on one device: drop --batch_per_device and "
+                     "--devices, or the reference dirs")
   python = reference_python(args.reference_python) if kinds else "none (no case here has an original)"
   if kinds and not (os.path.isfile(python) and os.access(python, os.X_OK)):
     raise SystemExit(f"--reference_python={python} is not an executable file")
+  if kinds:  # before anything is timed, not after the first case of ours
+    probe = subprocess.run([python, "-c", "import torch"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    if probe.returncode:
+      raise SystemExit(f"--reference_python={python} cannot import torch:\n{probe.stdout.strip()}")
   print(f"reference: {python}, iteration of the original code on CPU, batch 1 "
         f"(benchmarks/reference_torch.py); median of {args.iters} after {args.warmup} warm-up, both"
         + (f", {args.rounds} rounds" if args.rounds > 1 else "") + "; "
@@ -278,7 +288,9 @@ def main():
                       help="3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (translate.layers.WINOGRAD)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="config.dtype: the networks' compute dtype (mixed precision)")
-  parser.add_argument("--batch_per_device", type=int, default=1)
+  parser.add_argument("--batch_per_device", type=int, default=1,
+                      help="examples per device in each step (the batch is this times --devices); "
+                           "the originals are timed at 1")
   parser.add_argument("--peak_tflops", type=float, default=0.0,
                       help="the chip's peak TFLOP/s for --dtype (per device): prints MFU = achieved "
                            "FLOP/s (XLA's cost analysis of the step) over peak")
