@@ -261,3 +261,22 @@ def test_folder_preset_with_a_pretrained_feature_network(tmp_path):
   with pytest.raises(ValueError, match="need digit labels"):
     config.eval.metrics = ("label_acc",)
     dtn.check_config(config)
+
+
+def test_inference_refuses_a_size_f_does_not_fit_before_writing(tiny_runs, tmp_path):
+  # f ends in a dense layer over its 32x32 input: a 64x64 file used to end the CLI in a raw flax
+  # ScopeParamShapeError after the folder's other outputs had been written.
+  from translate import inference
+  _, _, straight, _, _ = tiny_runs
+  src, out = tmp_path / "in", tmp_path / "out"
+  src.mkdir()
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(src / "a.png")
+  Image.fromarray(np.zeros((64, 64), np.uint8)).save(src / "z.png")
+  p = inference.Predictor(straight)
+  with pytest.raises(ValueError, match=r"z.png: Predict 'AtoB' of dtn cannot take 64x64 images .*"
+                                       r"trained on 32x32.*nothing was written"):
+    inference.run_files(p, str(src), str(out))
+  assert not out.exists()
+  with pytest.raises(ValueError, match="cannot take 64x64 images"):  # the library says the same
+    p.translate(np.zeros((1, 64, 64, 1), np.float32), "AtoB")
+  assert p.translate(np.zeros((1, 32, 32, 1), np.float32), "AtoB").shape == (1, 32, 32, 1)

@@ -41,15 +41,15 @@ class Predictor:
     self.config, self.method, self.state = run.config, run.method, run.state
     self.frozen, self.step, self.image_shapes = run.frozen, run.step, run.image_shapes
     self._jitted: dict = {}
+    self._fitting: set = set()  # (predict, input shapes) that check_inputs has traced
 
   def channels(self, domain: str) -> int:
     """The channel count of the training data's batch key `domain` (the first key if unknown)."""
     shape = self.image_shapes.get(domain) or next(iter(self.image_shapes.values()))
     return int(shape[-1])
 
-  def predict(self, name: str, **inputs) -> dict[str, np.ndarray]:
-    """Runs predict `name` on keyword inputs (as `Predict.fn` takes them); numpy outputs. Each input
-    image is computed alone (`Predict.per_image`): its output never depends on its batch neighbours."""
+  def _prepare(self, name: str, inputs: dict):
+    """The jitted predict `name` (one program per count value) and its traced keyword inputs."""
     spec = self.method.predict(name)
     expected = {i.name for i in spec.inputs}
     if set(inputs) != expected:
@@ -70,7 +70,41 @@ class Predictor:
       value = inputs[i.name]
       kwargs[i.name] = (jnp.asarray(value, jnp.float32) if i.kind == base.IMAGE
                         else value if i.kind == base.RNG else jnp.asarray(value))
-    out = self._jitted[jit_key](self.state, self.frozen, kwargs)
+    return self._jitted[jit_key], kwargs
+
+  def check_inputs(self, name: str, **inputs) -> None:
+    """Traces predict `name` on the inputs' shapes without computing it. Raises ValueError, naming the
+    training size, when an image input's height x width does not fit the networks: a network with a
+    size-bound layer (DTN's f ends in a dense layer over its 32x32 input) takes only that size, while
+    fully convolutional ones take any size the generator's strides divide."""
+    fn, kwargs = self._prepare(name, inputs)
+    key = (name, tuple((k, np.shape(v)) for k, v in sorted(kwargs.items())))
+    if key in self._fitting:
+      return
+    try:
+      jax.eval_shape(fn, self.state, self.frozen, kwargs)
+    except Exception as e:  # noqa: BLE001: shape errors come as flax, Type and Value errors
+      images = self.method.predict(name).image_inputs
+      trained = {i.name: tuple(self.image_shapes.get(i.domain, (None, None))[:2]) for i in images}
+      given = {i.name: tuple(np.shape(kwargs[i.name])[1:3]) for i in images}
+      odd = next((n for n in given if given[n] != trained[n] and None not in trained[n]), None)
+      if odd is None:  # the training size itself, or no record of it: not a size problem
+        raise
+      (h, w), (th, tw) = given[odd], trained[odd]
+      reason = (str(e).strip().splitlines() or [""])[0].split(" (http")[0]
+      raise ValueError(f"Predict {name!r} of {self.method.name} cannot take {w}x{h} images "
+                       f"({odd}): its networks were trained on {tw}x{th} and do not fit another size "
+                       f"({type(e).__name__}: {reason[:200]}); resize the images to {tw}x{th}.") from e
+    self._fitting.add(key)
+
+  def predict(self, name: str, **inputs) -> dict[str, np.ndarray]:
+    """Runs predict `name` on keyword inputs (as `Predict.fn` takes them); numpy outputs. Each input
+    image is computed alone (`Predict.per_image`): its output never depends on its batch neighbours.
+    Raises ValueError for inputs the predict does not take (names, counts, image sizes the networks
+    do not fit: `check_inputs`)."""
+    self.check_inputs(name, **inputs)
+    fn, kwargs = self._prepare(name, inputs)
+    out = fn(self.state, self.frozen, kwargs)
     return {k: np.asarray(v) for k, v in out.items()}
 
   def translate(self, images, direction: str = "AtoB") -> np.ndarray:
@@ -251,16 +285,28 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
   style_image = None
   if style:
     style_image = read_image(style, predictor.channels(images_in[1].domain))[None]
-  os.makedirs(output, exist_ok=True)
-  written = []
-  for path in inputs:
-    x = read_image(path, predictor.channels(images_in[0].domain))
+
+  def predict_inputs(x):
     kwargs = {images_in[0].name: x[None], **others}
     if style_image is not None:
       kwargs[images_in[1].name] = style_image
-    kwargs = {k: (np.broadcast_to(v, (1, *np.shape(v)[-1:])) if k in labels and np.ndim(v) == 1
-                  else v) for k, v in kwargs.items()}
-    outputs = predictor.predict(name, **kwargs)
+    return {k: (np.broadcast_to(v, (1, *np.shape(v)[-1:])) if k in labels and np.ndim(v) == 1
+                else v) for k, v in kwargs.items()}
+
+  channels = predictor.channels(images_in[0].domain)
+  sizes = {}
+  for path in inputs:
+    sizes.setdefault(upright_size(path), path)
+  for (w, h), path in sizes.items():  # sizes the networks do not fit fail here, before any writing
+    try:
+      predictor.check_inputs(name, **predict_inputs(np.zeros((h, w, channels), np.float32)))
+    except ValueError as e:
+      raise ValueError(f"{path}: {str(e).rstrip('.')}; nothing was written.") from None
+  os.makedirs(output, exist_ok=True)
+  written = []
+  for path in inputs:
+    x = read_image(path, channels)
+    outputs = predictor.predict(name, **predict_inputs(x))
     out_path = out_names[path]
     stem = os.path.splitext(out_path)[0]
     y = outputs["image"]
