@@ -36,7 +36,8 @@ def test_train_prints_progress_and_paths_without_library_chatter(trained):
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = proc.stdout + proc.stderr
   for line in (f"Workdir {workdir}", "step 1/1 |", "loss_G", "Saving checkpoint of step 1",
-               f"Done: the trained run is in {workdir}"):
+               f"Done: the trained run is in {workdir}",
+               f"-m translate.translate --workdir={workdir} --output=DIR"):
     assert line in out, out[-3000:]
   for chatter in CHATTER:
     assert chatter not in out, out[-3000:]

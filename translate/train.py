@@ -51,8 +51,12 @@ def main(argv):
   logging.info("Workdir %s: checkpoints, sample grids, TensorBoard logs.", FLAGS.workdir)
   with cli.errors_as_messages(FLAGS.verbose):
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  logging.info("Done: the trained run is in %s (python -m translate.translate --workdir=...).",
-               FLAGS.workdir)
+  python = sys.executable
+  if python and not os.path.relpath(python).startswith(".."):
+    python = os.path.relpath(python)  # .venv/bin/python, as the README runs it
+  logging.info("Done: the trained run is in %s (inference: %s -m translate.translate --workdir=%s "
+               "--output=DIR [--input=IMAGE_OR_FOLDER]; README, Translating).", FLAGS.workdir,
+               python or "python", FLAGS.workdir)
 
 
 def _define_flags():
