@@ -304,7 +304,7 @@ def main():
                            "(each goes first in every other round), and report the medians; the "
                            "machine's speed drifts over minutes, and rounds spread that drift over both")
   parser.add_argument("--reference_python", default=None,
-                      help="a Python with torch for the references (default: this one, if it has torch)")
+                      help="a Python with torch for the references (none given: this one, if it has torch)")
   parser.add_argument("--glibc_tunables", default="glibc.malloc.hugetlb=1",
                       help="on Linux, rerun this script with GLIBC_TUNABLES holding this (appended), so "
                            "that ours and the reference run with it alike ('' leaves the environment "

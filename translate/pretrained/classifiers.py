@@ -270,7 +270,7 @@ def load_or_train(spec: ClassifierSpec, cache_dir: str | os.PathLike | None = No
       accuracy = state["test_accuracy"]
       accuracy = float(accuracy) if np.ndim(accuracy) == 0 else np.asarray(accuracy)
       return jax.tree_util.tree_map(jnp.asarray, state["params"]), accuracy
-    logging.info("Training the %s classifier once (cached as %s; about 15 s on 2 cores).", spec.name,
+    logging.info("Training the %s classifier once (cached as %s; well under a minute on 2 cores).", spec.name,
                  path)
     params, accuracy = train_classifier(spec, seed, steps, verbose)
     state = {"params": jax.device_get(params), "test_accuracy": np.asarray(accuracy, np.float32)}
