@@ -48,7 +48,7 @@ class Predictor:
     shape = self.image_shapes.get(domain) or next(iter(self.image_shapes.values()))
     return int(shape[-1])
 
-  def _prepare(self, name: str, inputs: dict):
+  def _prepare(self, name: str, inputs: dict) -> tuple:
     """The jitted predict `name` (one program per count value) and its traced keyword inputs."""
     spec = self.method.predict(name)
     expected = {i.name for i in spec.inputs}
@@ -77,7 +77,10 @@ class Predictor:
     training size, when an image input's height x width does not fit the networks: a network with a
     size-bound layer (DTN's f ends in a dense layer over its 32x32 input) takes only that size, while
     fully convolutional ones take any size the generator's strides divide."""
-    fn, kwargs = self._prepare(name, inputs)
+    self._check(name, *self._prepare(name, inputs))
+
+  def _check(self, name: str, fn, kwargs: dict) -> None:
+    """check_inputs on `_prepare`'s output (traced once per predict and input shapes)."""
     key = (name, tuple((k, np.shape(v)) for k, v in sorted(kwargs.items())))
     if key in self._fitting:
       return
@@ -102,8 +105,8 @@ class Predictor:
     image is computed alone (`Predict.per_image`): its output never depends on its batch neighbours.
     Raises ValueError for inputs the predict does not take (names, counts, image sizes the networks
     do not fit: `check_inputs`)."""
-    self.check_inputs(name, **inputs)
     fn, kwargs = self._prepare(name, inputs)
+    self._check(name, fn, kwargs)
     out = fn(self.state, self.frozen, kwargs)
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -277,11 +280,13 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
 
   inputs = list_inputs(input_path)
   out_names = output_names(inputs, output, extras=spec.extras if extras else ())
+  sizes = {}  # (w, h) -> the first file of that size
   for path in inputs:  # every file is checked before anything is written
     w, h = upright_size(path)
     if h % 4 or w % 4:
       raise ValueError(f"{path}: size {w}x{h} is not divisible by 4, which the generator needs; "
                        f"crop or resize it first (nothing was written).")
+    sizes.setdefault((w, h), path)
   style_image = None
   if style:
     style_image = read_image(style, predictor.channels(images_in[1].domain))[None]
@@ -294,9 +299,6 @@ def run_files(predictor: Predictor, input_path: str | None, output: str, predict
                 else v) for k, v in kwargs.items()}
 
   channels = predictor.channels(images_in[0].domain)
-  sizes = {}
-  for path in inputs:
-    sizes.setdefault(upright_size(path), path)
   for (w, h), path in sizes.items():  # sizes the networks do not fit fail here, before any writing
     try:
       predictor.check_inputs(name, **predict_inputs(np.zeros((h, w, channels), np.float32)))
