@@ -216,13 +216,14 @@ def run_with_reference(args, names: list[str]) -> None:
       raise SystemExit(f"{flags[kind]}: {problem}")
   for kind in sorted(k for k in dirs if dirs[k] and k not in kinds):
     print(f"warning: {flags[kind]} is given but no case in --cases={','.join(names)} has that original")
-  if kinds and (args.batch_per_device != 1 or args.devices != "1"):
-    raise SystemExit("the originals are timed at batch 1 on one device: drop --batch_per_device and "
-                     "--devices, or the reference dirs")
-  python = reference_python(args.reference_python) if kinds else "none (no case here has an original)"
-  if kinds and not (os.path.isfile(python) and os.access(python, os.X_OK)):
-    raise SystemExit(f"--reference_python={python} is not an executable file")
-  if kinds:  # before anything is timed, not after the first case of ours
+  python = "none (no case here has an original)"
+  if kinds:  # all checked before anything is timed, not after the first case of ours
+    if args.batch_per_device != 1 or args.devices != "1":
+      raise SystemExit("the originals are timed at batch 1 on one device: drop --batch_per_device and "
+                       "--devices, or the reference dirs")
+    python = reference_python(args.reference_python)
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+      raise SystemExit(f"--reference_python={python} is not an executable file")
     probe = subprocess.run([python, "-c", "import torch"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     if probe.returncode:
