@@ -12,10 +12,11 @@
         --input=edges/ --output=out/                  # several outputs per input: one grid each
 
 One image or a folder (png/jpg/bmp/webp/tif), sides divisible by 4 (a size-bound network, DTN's f,
-takes its 32x32 training size only), grey or RGB (converted to the model's channel count); outputs are PNGs with the input's base name. `--predict` names what to compute
-(the method's predicts, listed in errors); without it, --target/--class picks the predict that takes
-labels, --direction the predict of that name, else the method's default. --attention also writes the
-predict's extra outputs (e.g. U-GAT-IT's attention map) as <name>_<extra>.png. Generation (no --input)
+takes its 32x32 training size only), grey or RGB (converted to the model's channel count); outputs
+are PNGs with the input's base name. `--predict` names what to compute (the method's predicts, listed
+in errors); without it, --target/--class picks the predict that takes labels, --direction the
+predict of that name, else the method's default. --attention also writes the predict's extra outputs
+(e.g. U-GAT-IT's attention map) as <name>_<extra>.png. Generation (no --input)
 writes one grid: --num images of --class (or a row per class for --class=all). The library is
 `translate.inference` (`Predictor(workdir).translate(images, direction)`). Every input is checked
 before anything is written (a bad file: one line naming it, exit status 1); hidden files (.DS_Store,

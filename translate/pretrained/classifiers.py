@@ -270,8 +270,8 @@ def load_or_train(spec: ClassifierSpec, cache_dir: str | os.PathLike | None = No
       accuracy = state["test_accuracy"]
       accuracy = float(accuracy) if np.ndim(accuracy) == 0 else np.asarray(accuracy)
       return jax.tree_util.tree_map(jnp.asarray, state["params"]), accuracy
-    logging.info("Training the %s classifier once (cached as %s; well under a minute on 2 cores).", spec.name,
-                 path)
+    logging.info("Training the %s classifier once (cached as %s; well under a minute on 2 cores).",
+                 spec.name, path)
     params, accuracy = train_classifier(spec, seed, steps, verbose)
     state = {"params": jax.device_get(params), "test_accuracy": np.asarray(accuracy, np.float32)}
     digits.atomic_write_bytes(path, flax.serialization.msgpack_serialize(state))
