@@ -280,3 +280,7 @@ def test_inference_refuses_a_size_f_does_not_fit_before_writing(tiny_runs, tmp_p
   with pytest.raises(ValueError, match="cannot take 64x64 images"):  # the library says the same
     p.translate(np.zeros((1, 64, 64, 1), np.float32), "AtoB")
   assert p.translate(np.zeros((1, 32, 32, 1), np.float32), "AtoB").shape == (1, 32, 32, 1)
+  # one image without its batch axis: named as such, not as a 1x32 size
+  with pytest.raises(ValueError, match=r"images must be a batch of images \(B, H, W, C\), got shape "
+                                       r"\(32, 32, 1\)"):
+    p.translate(np.zeros((32, 32, 1), np.float32), "AtoB")

@@ -68,6 +68,9 @@ class Predictor:
       if i.kind == base.COUNT:
         continue
       value = inputs[i.name]
+      if i.kind == base.IMAGE and np.ndim(value) != 4:
+        raise ValueError(f"Predict {name!r} of {self.method.name}: {i.name} must be a batch of images "
+                         f"(B, H, W, C), got shape {np.shape(value)}.")
       kwargs[i.name] = (jnp.asarray(value, jnp.float32) if i.kind == base.IMAGE
                         else value if i.kind == base.RNG else jnp.asarray(value))
     return self._jitted[jit_key], kwargs
@@ -96,7 +99,7 @@ class Predictor:
       (h, w), (th, tw) = given[odd], trained[odd]
       reason = (str(e).strip().splitlines() or [""])[0].split(" (http")[0]
       raise ValueError(f"Predict {name!r} of {self.method.name} cannot take {w}x{h} images "
-                       f"({odd}): its networks were trained on {tw}x{th} and do not fit another size "
+                       f"(input {odd!r}): its networks were trained on {tw}x{th} and do not fit another size "
                        f"({type(e).__name__}: {reason[:200]}); resize the images to {tw}x{th}.") from e
     self._fitting.add(key)
 
